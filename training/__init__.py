@@ -1,0 +1,1 @@
+"""Offline training and export of cnn-lens model bundles."""
