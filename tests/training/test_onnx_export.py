@@ -1,0 +1,161 @@
+"""The exported graphs against independent references: torch eager for model.onnx, torch
+autograd and central finite differences of model.onnx for gradient.onnx."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from training import architectures
+from training.layers import capture, find_layers, state_of
+from training.onnx_export import export_gradient, export_model, gradient_function, io_names
+
+NETS = {
+    "lecture": (lambda: architectures.lecture(), (1, 28, 28)),
+    "small-vgg": (lambda: architectures.small_vgg(), (3, 32, 32)),
+    "custom": (lambda: architectures.build("tests.training.custom_net:TinyNet", 1, 10), (1, 28, 28)),
+}
+
+
+def _randomise_batchnorm(model):
+    """Fresh BatchNorm layers are the identity; give them statistics so the test means something."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.copy_(torch.rand(module.num_features, generator=generator) - 0.5)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+
+
+@pytest.fixture(scope="module", params=sorted(NETS))
+def exported(request, tmp_path_factory):
+    torch.manual_seed(0)
+    build, shape = NETS[request.param]
+    model = architectures.Normalized(build(), [0.2] * shape[0], [0.3] * shape[0])
+    _randomise_batchnorm(model)
+    model.eval()
+    layers = find_layers(model, shape)
+    folder = tmp_path_factory.mktemp(request.param)
+    export_model(model, layers, shape, folder / "model.onnx")
+    export_gradient(model, layers, shape, folder / "gradient.onnx")
+    sessions = {name: ort.InferenceSession(str(folder / f"{name}.onnx")) for name in ("model", "gradient")}
+    return request.param, model, layers, shape, sessions
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_model_onnx_matches_torch(exported, batch):
+    _, model, layers, shape, sessions = exported
+    images = torch.rand(batch, *shape)
+    got = dict(zip(io_names(layers)["model"]["outputs"], sessions["model"].run(None, {"image": images.numpy()})))
+    with torch.no_grad():
+        logits = model(images)
+        acts = capture(model, layers, state_of(model), images)
+    assert np.abs(got["logits"] - logits.numpy()).max() <= 1e-5
+    assert np.abs(got["probabilities"] - torch.softmax(logits, 1).numpy()).max() <= 1e-5
+    for layer in layers[:-1]:
+        assert got[layer.name].shape == (batch, *layer.shape)
+        assert np.abs(got[layer.name] - acts[layer.name].numpy()).max() <= 1e-5, layer.name
+
+
+def _feed(layers, batch, rng, only_conv=False):
+    weights = [rng.standard_normal((batch, l.channels)).astype(np.float32) * (l.kind == "conv" or not only_conv)
+               for l in layers]
+    energy = [rng.standard_normal(batch).astype(np.float32) * (l.kind == "conv" or not only_conv)
+              for l in layers]
+    return weights, energy
+
+
+def _assert_close(got, want, what):
+    scale = np.abs(want).max() + 1e-12
+    assert np.abs(got - want).max() / scale <= 1e-4, what
+
+
+def test_gradient_onnx_matches_autograd_at_training_size(exported):
+    _, model, layers, shape, sessions = exported
+    rng = np.random.default_rng(0)
+    for batch in (1, 4):
+        images = rng.random((batch, *shape), dtype=np.float32)
+        weights, energy = _feed(layers, batch, rng)
+        names = io_names(layers)["gradient"]
+        got = sessions["gradient"].run(None, dict(zip(names["inputs"], [images, *weights, *energy])))
+        want = gradient_function(model, layers)(list(state_of(model).values()),
+                                                *[torch.from_numpy(a) for a in (images, *weights, *energy)])
+        for name, g, w in zip(names["outputs"], got, want):
+            assert g.shape == tuple(w.shape), name
+            _assert_close(g, w.numpy(), f"{name} batch {batch}")
+
+
+@pytest.mark.parametrize("size", [(57, 81), (300, 211)])
+def test_gradient_onnx_takes_any_size_for_conv_objectives(exported, size):
+    name, model, layers, shape, sessions = exported
+    if name == "small-vgg" and size == (300, 211):
+        # Random BatchNorm nets have near-ties in max pooling on large images, where float32
+        # rounding (torch's as much as onnxruntime's) picks a different maximum: not comparable.
+        size = (120, 90)
+    rng = np.random.default_rng(1)
+    images = rng.random((2, shape[0], *size), dtype=np.float32)
+    weights, energy = _feed(layers, 2, rng, only_conv=True)
+    names = io_names(layers)["gradient"]
+    got = sessions["gradient"].run(None, dict(zip(names["inputs"], [images, *weights, *energy])))
+    conv = [l for l in layers if l.kind == "conv"]
+    conv_weights = [w for w, l in zip(weights, layers) if l.kind == "conv"]
+    conv_energy = [e for e, l in zip(energy, layers) if l.kind == "conv"]
+    want = gradient_function(model, conv)(list(state_of(model).values()),
+                                          *[torch.from_numpy(a) for a in (images, *conv_weights, *conv_energy)])
+    assert got[1].shape == images.shape
+    for output, g, w in zip(names["outputs"], got, want):
+        _assert_close(g, w.numpy(), f"{output} at {size}")
+
+
+def _objective_from_model_onnx(session, layers, images, weights, energy):
+    """The documented objective, computed in numpy from model.onnx's activations alone."""
+    acts = dict(zip(io_names(layers)["model"]["outputs"], session.run(None, {"image": images})))
+    total = np.zeros(len(images), np.float64)
+    for layer, w, e in zip(layers, weights, energy):
+        act = acts[layer.name].astype(np.float64)
+        degree = act.reshape(*act.shape[:2], -1).mean(2) if act.ndim == 4 else act
+        total += (degree * w).sum(1) + e * (act ** 2).reshape(len(act), -1).mean(1)
+    return total
+
+
+def test_gradient_onnx_matches_finite_differences_of_model_onnx(exported):
+    _, model, layers, shape, sessions = exported
+    rng = np.random.default_rng(2)
+    images = rng.random((3, *shape), dtype=np.float32)
+    weights, energy = _feed(layers, 3, rng)
+    names = io_names(layers)["gradient"]
+    objective, grad = sessions["gradient"].run(
+        ["objective", "grad.image"], dict(zip(names["inputs"], [images, *weights, *energy])))
+    reference = _objective_from_model_onnx(sessions["model"], layers, images, weights, energy)
+    np.testing.assert_allclose(objective, reference, rtol=1e-4, atol=1e-5)
+
+    # Partial derivatives at random pixels. The objective is piecewise smooth
+    # (ReLU, max pooling), so a difference quotient is only exact where the step crosses no kink;
+    # where the forward and backward quotients disagree a kink is near, and the pair is skipped.
+    f = lambda moved: _objective_from_model_onnx(sessions["model"], layers, moved, weights, energy)
+    eps, compared = 1e-3, 0
+    # float32 activations carry ~1e-7 relative rounding, which the quotient divides by eps
+    noise = 5e-7 * max(1.0, float(np.abs(reference).max())) / eps
+    for _ in range(16):
+        direction = np.zeros(images.shape, np.float32)
+        for n in range(len(images)):
+            direction[n].flat[rng.integers(direction[n].size)] = 1
+        plus, minus = f(images + eps * direction), f(images - eps * direction)
+        forward, backward, central = (plus - reference) / eps, (reference - minus) / eps, (plus - minus) / (2 * eps)
+        analytic = (grad.astype(np.float64) * direction).reshape(len(images), -1).sum(1)
+        smooth = np.abs(forward - backward) <= 2e-2 * np.abs(central) + 2 * noise
+        np.testing.assert_allclose(analytic[smooth], central[smooth], rtol=1e-2, atol=noise)
+        compared += int(smooth.sum())
+    assert compared >= 24, f"only {compared} of 48 partial derivatives were away from kinks"
+
+
+def test_dense_weights_are_ignored_off_the_training_size(exported):
+    """The conv-only branch serves other sizes: dense weights there must not change anything."""
+    _, _, layers, shape, sessions = exported
+    rng = np.random.default_rng(3)
+    images = rng.random((1, shape[0], shape[1] + 8, shape[2] + 4), dtype=np.float32)
+    names = io_names(layers)["gradient"]
+    conv_only = _feed(layers, 1, rng, only_conv=True)
+    with_dense = ([w if l.kind == "conv" else np.ones_like(w) for w, l in zip(conv_only[0], layers)], conv_only[1])
+    run = lambda feed: sessions["gradient"].run(None, dict(zip(names["inputs"], [images, *feed[0], *feed[1]])))
+    for a, b in zip(run(conv_only), run(with_dense)):
+        np.testing.assert_array_equal(a, b)
