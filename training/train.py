@@ -101,8 +101,9 @@ def _train(config: TrainConfig, progress: bool) -> dict:
     generator = torch.Generator().manual_seed(config.seed)
 
     started = time.perf_counter()
-    epochs = tqdm(range(config.epochs), desc="training", unit="epoch", disable=not progress)
-    for _ in epochs:
+    bar = tqdm(total=config.epochs * steps_per_epoch, unit="batch", disable=not progress)
+    for epoch in range(config.epochs):
+        bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
         model.train()
         order = torch.randperm(len(train_x), generator=generator)
         total_loss = 0.0
@@ -116,8 +117,10 @@ def _train(config: TrainConfig, progress: bool) -> dict:
             optimizer.step()
             schedule.step()
             total_loss += loss.item() * len(batch)
-        epochs.set_postfix(loss=f"{total_loss / len(train_x):.4f}",
-                           test_acc=f"{accuracy(model, test_x, test_y):.4f}")
+            bar.update()
+        bar.set_postfix(loss=f"{total_loss / len(train_x):.4f}",
+                        test_acc=f"{accuracy(model, test_x, test_y):.4f}")
+    bar.close()
 
     metrics = {"test_accuracy": accuracy(model, test_x, test_y),
                "train_accuracy": accuracy(model, train_x, train_y),
