@@ -1,0 +1,33 @@
+"""cnn-lens's HTTP service: a Flask app over one model bundle, run on onnxruntime (never torch).
+
+`create_app(settings)` builds it; gunicorn serves `service.wsgi:app` (see gunicorn.conf.py).
+"""
+from __future__ import annotations
+
+from flask import Flask
+from PIL import Image
+
+from service.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Raises lens.bundle.BundleError (bad bundle) or service.settings.SettingsError."""
+    # Imported here, flaskr style, so that gunicorn.conf.py can read service.settings in the
+    # master without importing onnxruntime: workers forked from a process that imported it hang
+    # or abort when they exit.
+    from service import dream, filters, health, openapi, predict, problems
+    from service.served import EXTENSION, Served
+
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False
+    # Pillow's decompression-bomb guard, at our bound: it warns above it and refuses above twice
+    # it, a second line behind the header check in service.images.
+    Image.MAX_IMAGE_PIXELS = settings.max_pixels
+    app.extensions[EXTENSION] = Served.load(settings)
+    problems.register(app)
+    for module in (predict, filters, dream, health, openapi):
+        app.register_blueprint(module.blueprint)
+    app.register_blueprint(openapi.docs)
+    return app

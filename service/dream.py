@@ -1,0 +1,149 @@
+"""POST /dream: gradient ascent on an image through gradient.onnx (lens.optvis.render).
+
+Starts from the uploaded image (Deep Dream: amplify what the net sees there) or, with
+start=noise|grey, from a synthetic image of `width` x `height` (activation maximisation). A colour
+photo dreamed by a greyscale net keeps its size and colours: the net dreams on the luminance and
+the photo's chroma is put back. Same seed and input, same output (unless the time budget cuts it).
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+
+import numpy as np
+from flask import Blueprint, Response, jsonify, request
+
+from lens.optvis.objectives import Objective, ObjectiveError
+from lens.optvis.render import Result, Settings as RenderSettings, render
+from service import colour, grids, images, params, targets
+from service.params import Param
+from service.predict import PREPROCESS_SIDE
+from service.preprocess import model_input
+from service.problems import unprocessable
+from service.served import Served, current
+
+blueprint = Blueprint("dream", __name__)
+STARTS = ("image", "noise", "grey")
+DEFAULT_TARGETS = "conv2"
+_DEFAULTS = RenderSettings()
+_RENDER_FIELDS = ("steps", "step_size", "octaves", "octave_scale", "jitter", "blur_sigma",
+                  "blur_every", "decay", "seed", "time_budget")
+TARGETS_HELP = ("comma-separated terms, each optionally weighted with *w: a layer (Deep Dream: "
+                "its mean squared activation), layer:k (filter or unit k), class:k (the logit "
+                "of class k); e.g. conv2:3*0.5,class:7")
+
+
+def parameters(served: Served) -> list[Param]:
+    limits = served.settings
+    spec = served.bundle.manifest["input"]
+    return [
+        Param("targets", str, DEFAULT_TARGETS, TARGETS_HELP),
+        Param("start", str, None, "image: the uploaded image (the default when there is one); "
+              "noise or grey: a synthetic width x height image (the default without a body)",
+              choices=STARTS),
+        Param("width", int, spec["width"], "width of a noise or grey start", 8,
+              limits.max_dream_side),
+        Param("height", int, spec["height"], "height of a noise or grey start", 8,
+              limits.max_dream_side),
+        Param("preprocess", str, "none", "none: dream on the image as it is, at its size; "
+              "digit: MNIST-style 28x28 first (needed for dense and class targets)",
+              choices=("none", "digit")),
+        Param("steps", int, _DEFAULTS.steps, "gradient steps per octave", 1, limits.max_dream_steps),
+        Param("step_size", float, _DEFAULTS.step_size, "pixel change per step, relative to the "
+              "normalised gradient", 1e-4, 1.0),
+        Param("octaves", int, _DEFAULTS.octaves, "image scales, coarse to fine (conv targets "
+              "only)", 1, limits.max_dream_octaves),
+        Param("octave_scale", float, _DEFAULTS.octave_scale, "size ratio between octaves", 1.0, 4.0),
+        Param("jitter", int, _DEFAULTS.jitter, "largest random shift per step, in pixels", 0, 16),
+        Param("blur_sigma", float, _DEFAULTS.blur_sigma, "Gaussian blur of the image every "
+              "blur_every steps (0: none)", 0.0, 5.0),
+        Param("blur_every", int, _DEFAULTS.blur_every, "steps between blurs", 1, 64),
+        Param("decay", float, _DEFAULTS.decay, "L2 decay towards black per step", 0.0, 0.5),
+        Param("seed", int, _DEFAULTS.seed, "random seed of the jitter and the noise start",
+              0, 2**32 - 1),
+        Param("time_budget", float, limits.dream_time_budget, "seconds; the dream stops and "
+              "answers after this long (X-Dream-Budget-Exhausted: true)", 0.1,
+              limits.dream_time_budget),
+    ]
+
+
+@blueprint.post("/dream")
+def dream():
+    served = current()
+    values = params.read_all(parameters(served))
+    objective = targets.parse(values["targets"], _output_layer(served))
+    settings = replace(_DEFAULTS, **{field: values[field] for field in _RENDER_FIELDS})
+    has_image = bool(request.content_length) or request.mimetype in images.UPLOAD_TYPES
+    start_kind = values["start"] or ("image" if has_image else "noise")
+    if start_kind == "image":
+        start, finish = _from_upload(served, values["preprocess"])
+    else:
+        start, finish = _synthetic(served, start_kind, objective, values)
+    try:
+        result = render(served.graph, [objective], start[None], settings)
+    except ObjectiveError as error:
+        raise unprocessable(f"targets: {error}") from None
+    png = grids.png(grids.to_image(finish(result.images[0])))
+    headers = {"X-Dream-Steps-Done": str(result.steps_done),
+               "X-Dream-Budget-Exhausted": str(result.budget_exhausted).lower()}
+    if request.accept_mimetypes.best_match(["image/png", "application/json"]) == "application/json":
+        return jsonify(_summary(result, objective, png)), 200, headers
+    return Response(png, mimetype="image/png", headers=headers)
+
+
+def _from_upload(served: Served, mode: str):
+    """The start image (C x H x W) and how to turn the dreamed planes back into a picture."""
+    limits = served.settings
+    spec = served.bundle.manifest["input"]
+    if mode == "digit":
+        decoded = images.from_request(request, 1, limits.max_pixels, shrink_to=PREPROCESS_SIDE)[0]
+        return model_input(decoded, spec, "digit"), _planes_to_picture
+    decoded = images.from_request(request, 1, limits.max_pixels, max_side=limits.max_dream_side)[0]
+    height, width = decoded.rgb.shape[:2]
+    if min(height, width) < 8:
+        raise unprocessable(f"the image is {width}x{height}; /dream needs sides of at least 8 "
+                            f"pixels (preprocess=digit makes any image "
+                            f"{spec['width']}x{spec['height']})")
+    if spec["channels"] == 3:
+        return decoded.rgb.transpose(2, 0, 1), _planes_to_picture
+    start = decoded.luminance[None]
+    if decoded.grey:
+        return start, _planes_to_picture
+    return start, lambda planes: colour.with_luminance(decoded.rgb, planes[0])
+
+
+def _synthetic(served: Served, kind: str, objective: Objective, values: dict):
+    shape = (served.bundle.manifest["input"]["channels"], values["height"], values["width"])
+    if kind == "grey":
+        return np.full(shape, 0.5, np.float32), _planes_to_picture
+    low, high = _noise_range(served, objective)
+    noise = np.random.default_rng(values["seed"]).uniform(low, high, shape).astype(np.float32)
+    return noise, _planes_to_picture
+
+
+def _noise_range(served: Served, objective: Objective) -> tuple[float, float]:
+    """The start noise the bundle's own filter pictures used for this kind of layer (dense layers
+    and logits start from faint noise, conv filters from full-range noise)."""
+    ranges = served.bundle.manifest["visualizations"]["method"]["start_noise"]
+    kinds = {served.bundle.layer(name)["kind"] for name in objective.layers
+             if name in {layer["name"] for layer in served.bundle.layers}}
+    fixed = sorted(kinds - {"conv"})
+    return tuple(ranges.get(fixed[0] if fixed else "conv", (0.0, 1.0)))
+
+
+def _planes_to_picture(planes: np.ndarray) -> np.ndarray:
+    return planes[0] if planes.shape[0] == 1 else planes.transpose(1, 2, 0)
+
+
+def _output_layer(served: Served) -> str:
+    return next(layer["name"] for layer in served.bundle.layers if layer["kind"] == "output")
+
+
+def _summary(result: Result, objective: Objective, png: bytes) -> dict:
+    return {"image": base64.b64encode(png).decode("ascii"),
+            "targets": objective.description,
+            "objective_before": float(result.objective_before[0]),
+            "objective_after": float(result.objective_after[0]),
+            "history": [step[0] for step in result.history],
+            "steps_done": result.steps_done,
+            "budget_exhausted": result.budget_exhausted}

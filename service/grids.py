@@ -1,0 +1,44 @@
+"""Arrays to PNG: grids of feature maps or kernels, upscaling, base64."""
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import numpy as np
+from PIL import Image
+
+
+def grid(planes: np.ndarray, gap: int = 1) -> np.ndarray:
+    """C x H x W values in [0, 1] -> one image with the planes in rows of ceil(sqrt(C)),
+    separated by `gap` pixels of mid-grey so that black planes stay distinguishable."""
+    count, height, width = planes.shape
+    cols = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    out = np.full((rows * (height + gap) - gap, cols * (width + gap) - gap), 0.5, np.float32)
+    for k, plane in enumerate(planes):
+        top, left = (k // cols) * (height + gap), (k % cols) * (width + gap)
+        out[top:top + height, left:left + width] = plane
+    return out
+
+
+def upscale(image: Image.Image, factor: int) -> Image.Image:
+    """Nearest neighbour, so every pixel of a 3x3 kernel or 28x28 filter stays a crisp square."""
+    if factor == 1:
+        return image
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+
+
+def to_image(values: np.ndarray) -> Image.Image:
+    """H x W (greyscale) or H x W x 3 (RGB) floats in [0, 1] -> 8-bit image."""
+    return Image.fromarray(np.round(np.clip(values, 0, 1) * 255).astype(np.uint8))
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def png_base64(image: Image.Image) -> str:
+    return base64.b64encode(png(image)).decode("ascii")

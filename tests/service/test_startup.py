@@ -1,0 +1,87 @@
+"""Settings, startup on a good or bad bundle, health endpoints, and no torch in the service."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from lens.bundle import BundleError
+from service import create_app
+from service.settings import Settings, SettingsError
+from tests.service.conftest import ROOT, gunicorn, gunicorn_env
+from tests.service.reference import MODEL_DIR
+
+
+def test_settings_defaults_and_environment():
+    assert Settings.from_env({}) == Settings()
+    settings = Settings.from_env({"CNNLENS_MAX_BATCH": "8", "CNNLENS_DREAM_TIME_BUDGET": "2.5",
+                                  "CNNLENS_MODEL_DIR": "/somewhere", "CNNLENS_BIND": "0.0.0.0:80"})
+    assert (settings.max_batch, settings.dream_time_budget) == (8, 2.5)
+    assert str(settings.model_dir) == "/somewhere" and settings.bind == "0.0.0.0:80"
+
+
+@pytest.mark.parametrize("variable, value", [("CNNLENS_MAX_BATCH", "0"),
+                                             ("CNNLENS_MAX_BATCH", "100000"),
+                                             ("CNNLENS_MAX_PIXELS", "lots"),
+                                             ("CNNLENS_DREAM_TIME_BUDGET", "nan"),
+                                             ("CNNLENS_WORKERS", "-1")])
+def test_bad_settings_name_the_variable(variable, value):
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: value})
+
+
+def test_gunicorn_timeout_must_outlast_a_dream():
+    with pytest.raises(SettingsError, match="CNNLENS_TIMEOUT"):
+        Settings.from_env({"CNNLENS_DREAM_TIME_BUDGET": "120"})
+    assert Settings.from_env({"CNNLENS_DREAM_TIME_BUDGET": "120", "CNNLENS_TIMEOUT": "130"})
+
+
+def test_health_and_readiness(api):
+    assert api.get("/healthz").json() == {"status": "ok"}
+    ready = api.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["model"]["name"] == "mnist-cnn"
+
+
+@pytest.fixture()
+def broken_bundle(tmp_path):
+    """A copy of the bundle whose model.onnx lost its last byte."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(MODEL_DIR, copy)
+    model = copy / "model.onnx"
+    model.write_bytes(model.read_bytes()[:-1])
+    return copy
+
+
+def test_a_bad_bundle_stops_create_app(broken_bundle):
+    with pytest.raises(BundleError, match="model.onnx"):
+        create_app(Settings(model_dir=broken_bundle))
+
+
+def test_a_bad_bundle_stops_gunicorn_with_one_line(broken_bundle, tmp_path):
+    log = tmp_path / "log"
+    with open(log, "wb") as out:
+        process = gunicorn(gunicorn_env(CNNLENS_MODEL_DIR=str(broken_bundle),
+                                        CNNLENS_BIND="127.0.0.1:0"), out)
+    try:
+        code = process.wait(timeout=30)
+    finally:
+        process.kill()
+    text = log.read_text()
+    assert code != 0
+    assert f"cnn-lens cannot start: {broken_bundle / 'model.onnx'}:" in text
+    assert "Traceback" not in text and "Booting worker" not in text
+
+
+def test_the_service_never_imports_torch():
+    code = ("import sys; from service import create_app; from service.settings import Settings; "
+            f"create_app(Settings(model_dir={str(MODEL_DIR)!r})); "
+            "import service.wsgi; "
+            "assert 'onnxruntime' in sys.modules; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "CNNLENS_MODEL_DIR": str(MODEL_DIR)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
