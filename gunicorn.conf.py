@@ -1,8 +1,11 @@
 """gunicorn's configuration: `gunicorn -c gunicorn.conf.py` is how cnn-lens is served, locally, in
 CI and in a container. Every value comes from service.settings (CNNLENS_* environment variables),
 where the defaults and bounds are documented."""
+import os
+import signal
 import subprocess
 import sys
+import threading
 
 from service.settings import Settings
 
@@ -30,3 +33,25 @@ def on_starting(server):
         sys.exit(check.stderr.strip().splitlines()[-1] if check.stderr.strip()
                  else f"cnn-lens cannot start: service.check exited with {check.returncode}")
     server.log.info(check.stdout.strip())
+
+
+def when_ready(server):
+    """SIGHUP reloads the models inside every worker instead of gunicorn's default (replace the
+    workers): a replaced worker could not keep serving a model whose new bundle is broken."""
+    def forward_hup():
+        server.log.info("SIGHUP: every worker reloads its models")
+        for pid in list(server.WORKERS):
+            os.kill(pid, signal.SIGHUP)
+
+    server.handle_hup = forward_hup
+
+
+def post_worker_init(worker):
+    """In each worker: SIGHUP reloads the registry (in a thread: a signal handler must return
+    quickly, and requests go on meanwhile); an admin reload tells the master, which tells all."""
+    from service.served import EXTENSION   # in the worker: the master never imports onnxruntime
+
+    registry = worker.wsgi.extensions[EXTENSION]
+    signal.signal(signal.SIGHUP,
+                  lambda *_: threading.Thread(target=registry.reload, daemon=True).start())
+    registry.notify_peers = lambda: os.kill(worker.ppid, signal.SIGHUP)

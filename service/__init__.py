@@ -11,12 +11,14 @@ from service.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Raises lens.bundle.BundleError (bad bundle) or service.settings.SettingsError."""
+    """Raises lens.bundle.BundleError (a bad bundle, or no default model) or
+    service.settings.SettingsError."""
     # Imported here, flaskr style, so that gunicorn.conf.py can read service.settings in the
     # master without importing onnxruntime: workers forked from a process that imported it hang
     # or abort when they exit.
-    from service import dream, filters, health, openapi, predict, problems
-    from service.served import EXTENSION, Served
+    from service import admin, dream, filters, health, models, openapi, predict, problems
+    from service.registry import Registry
+    from service.served import EXTENSION
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -25,9 +27,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Pillow's decompression-bomb guard, at our bound: it warns above it and refuses above twice
     # it, a second line behind the header check in service.images.
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
-    app.extensions[EXTENSION] = Served.load(settings)
+    app.extensions[EXTENSION] = Registry.load(settings)
     problems.register(app)
-    for module in (predict, filters, dream, health, openapi):
+    for module in (predict, filters, dream, models, admin, health, openapi):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(openapi.docs)
     return app

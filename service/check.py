@@ -1,4 +1,4 @@
-"""`python -m service.check`: load and warm up the bundle the settings name, as a worker would,
+"""`python -m service.check`: load and warm up the models the settings name, as a worker would,
 and say in one line whether it can be served (exit status 0) or what is wrong (1).
 
 gunicorn.conf.py runs it before starting any worker; in a child process, because the gunicorn
@@ -9,19 +9,20 @@ from __future__ import annotations
 import sys
 
 from lens.bundle import BundleError
-from service.served import Served
+from service.registry import Registry
 from service.settings import Settings, SettingsError
 
 
 def main() -> int:
     try:
         settings = Settings.from_env()
-        served = Served.load(settings)
+        registry = Registry.load(settings)
     except (BundleError, SettingsError) as error:
         print(f"cnn-lens cannot start: {error}", file=sys.stderr)
         return 1
-    print(f"cnn-lens: {served.bundle.name} version {served.bundle.manifest['version']} "
-          f"from {settings.model_dir} is ready")
+    models = ", ".join(f"{s.bundle.name} {s.bundle.manifest['version']}" for s in registry.all())
+    print(f"cnn-lens: models from {settings.models_dir} are ready: {models} "
+          f"(default {settings.default_model})")
     return 0
 
 

@@ -3,12 +3,12 @@ package (no CDN). The document is built from the same parameter declarations the
 and from the served bundle, so its bounds and layer names are the ones in force."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 from flask_swagger_ui import get_swaggerui_blueprint
 
 from service import dream, filters, predict
 from service.images import MEDIA_TYPES
-from service.served import Served, current
+from service.served import EXTENSION, Served, current
 
 blueprint = Blueprint("openapi", __name__)
 docs = get_swaggerui_blueprint("/docs", "/openapi.json", config={"app_name": "cnn-lens"},
@@ -17,7 +17,7 @@ docs = get_swaggerui_blueprint("/docs", "/openapi.json", config={"app_name": "cn
 
 @blueprint.get("/openapi.json")
 def document():
-    return jsonify(build(current()))
+    return jsonify(build(current(), current_app.extensions[EXTENSION].names()))
 
 
 def _problem(description: str) -> dict:
@@ -67,7 +67,11 @@ def _upload_problems() -> dict:
             "422": _problem("not a decodable image, or a parameter outside its bounds")}
 
 
-def _paths(served: Served) -> dict:
+def _paths(served: Served, models: list[str]) -> dict:
+    model = {"name": "model", "in": "query", "required": False,
+             "schema": {"type": "string", "default": served.settings.default_model},
+             "description": f"the model to use (GET /models); served now: {', '.join(models)}"}
+    unknown_model = {"404": _problem("unknown model")}
     layer_names = [layer["name"] for layer in served.bundle.layers]
     layer = {"name": "layer", "in": "path", "required": True, "schema": {"type": "string"},
              "description": f"one of {', '.join(layer_names)}"}
@@ -75,18 +79,18 @@ def _paths(served: Served) -> dict:
             "schema": {"type": "string", "pattern": r"^([0-9]+|atlas|weights)$"},
             "description": "a filter index, 'atlas' (all filters in a grid) or 'weights' (raw "
                            "kernels; first conv layer only)"}
-    not_found = {"404": _problem("unknown layer or filter")}
+    not_found = {"404": _problem("unknown model, layer or filter")}
     return {
         "/predict": {"post": {
             "summary": "Classify one or more images; optionally the degree of activation of "
                        "every filter and feature maps",
-            "parameters": [p.openapi() for p in predict.parameters(served)],
+            "parameters": [model] + [p.openapi() for p in predict.parameters(served)],
             "requestBody": _upload(served, True, served.settings.max_batch),
             "responses": {"200": _json("one result per image, in order", "Prediction")}
-                         | _upload_problems() | _UNEXPECTED}},
+                         | _upload_problems() | unknown_model | _UNEXPECTED}},
         "/dream": {"post": {
             "summary": "Deep Dream an uploaded image, or maximise a target from noise or grey",
-            "parameters": [p.openapi() for p in dream.parameters(served)],
+            "parameters": [model] + [p.openapi() for p in dream.parameters(served)],
             "requestBody": _upload(served, False, 1),
             "responses": {
                 "200": {"description": "the dreamed image (PNG, or JSON by Accept)",
@@ -96,25 +100,41 @@ def _paths(served: Served) -> dict:
                                         "description": "true: the time budget cut it short"}},
                         "content": _png("")["content"] | {"application/json": {
                             "schema": {"$ref": "#/components/schemas/Dream"}}}}}
-                         | _upload_problems() | _UNEXPECTED}},
+                         | _upload_problems() | unknown_model | _UNEXPECTED}},
         "/filters": {"get": {
             "summary": "Every explainable layer with its kind, size, kernel, receptive field and links",
-            "responses": {"200": _json("the layers", "Layers")} | _UNEXPECTED}},
+            "parameters": [model],
+            "responses": {"200": _json("the layers", "Layers")} | unknown_model | _UNEXPECTED}},
         "/filters/{layer}": {"get": {
             "summary": "A layer and its filters",
-            "parameters": [layer],
+            "parameters": [layer, model],
             "responses": {"200": _json("the layer", "LayerFilters")} | not_found | _UNEXPECTED}},
         "/filters/{layer}/{item}": {"get": {
             "summary": "What a filter has learned (the image that maximises it), the layer's "
                        "atlas, or the first conv layer's raw kernels",
-            "parameters": [layer, item, filters.scale_param(served, None).openapi()],
+            "parameters": [layer, item, model, filters.scale_param(served, None).openapi()],
             "responses": {"200": _png("the picture"),
                           "400": _problem("scale is not an integer"),
                           "422": _problem("scale outside its bounds")} | not_found | _UNEXPECTED}},
         "/healthz": {"get": {"summary": "The process answers",
                              "responses": {"200": _json("alive", "Health")}}},
-        "/readyz": {"get": {"summary": "The bundle is loaded and a warm-up inference ran",
+        "/readyz": {"get": {"summary": "Every model is loaded and a warm-up inference ran",
                             "responses": {"200": _json("ready", "Ready")}}},
+        "/models": {"get": {"summary": "The model repository: every served model",
+                            "responses": {"200": _json("the models", "Models")} | _UNEXPECTED}},
+        "/models/{name}": {"get": {
+            "summary": "One served model",
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": _json("the model", "ModelInfo")} | unknown_model | _UNEXPECTED}},
+        "/admin/reload": {"post": {
+            "summary": "Load new and changed bundles, drop removed ones, in every worker; a "
+                       "broken bundle is rejected and the version served before stays",
+            "security": [{"adminToken": []}],
+            "responses": {"200": _json("what changed", "Reload"),
+                          "401": _problem("missing or wrong token"),
+                          "404": _problem("admin endpoints are off (no CNNLENS_ADMIN_TOKEN)")}
+                         | _UNEXPECTED}},
         "/docs/": {"get": {"summary": "Swagger UI for this document",
                            "responses": {"200": {"description": "HTML",
                                                  "content": {"text/html": {}}}}}},
@@ -192,22 +212,44 @@ def _schemas() -> dict:
                                  "budget_exhausted": {"type": "boolean"}}},
         "Health": {"type": "object", "required": ["status"],
                    "properties": {"status": {"const": "ok"}}},
-        "Ready": {"type": "object", "required": ["status", "model", "warmup_ms"],
-                  "properties": {"status": {"const": "ready"},
-                                 "model": {"$ref": "#/components/schemas/Model"},
-                                 "warmup_ms": {"type": "number"}}},
+        "Ready": {"type": "object", "required": ["status", "default", "models"],
+                  "properties": {"status": {"const": "ready"}, "default": {"type": "string"},
+                                 "models": {"type": "array", "items": {"allOf": [
+                                     {"$ref": "#/components/schemas/Model"},
+                                     {"type": "object", "required": ["warmup_ms"],
+                                      "properties": {"warmup_ms": {"type": "number"}}}]}}}},
+        "ModelInfo": {"type": "object",
+                      "required": ["name", "version", "labels", "input", "metrics", "layers"],
+                      "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+                                     "description": {"type": "string"},
+                                     "architecture": {"type": "string"},
+                                     "labels": {"type": "array", "items": {"type": "string"}},
+                                     "input": {"type": "object"}, "metrics": {"type": "object"},
+                                     "layers": {"type": "array", "items": {"type": "string"}}}},
+        "Models": {"type": "object", "required": ["default", "models"],
+                   "properties": {"default": {"type": "string"},
+                                  "models": {"type": "array",
+                                             "items": {"$ref": "#/components/schemas/ModelInfo"}}}},
+        "Reload": {"type": "object",
+                   "required": ["loaded", "unchanged", "removed", "rejected", "models"],
+                   "properties": {name: {"type": "array"} for name in
+                                  ("loaded", "unchanged", "removed", "rejected", "models")}},
     }
 
 
-def build(served: Served) -> dict:
+def build(served: Served, models: list[str]) -> dict:
+    """The document for the model `served` (?model=, the default without it): parameter bounds
+    such as layer names and top_k depend on the model."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "cnn-lens",
                  "version": served.bundle.manifest["version"],
-                 "description": f"Serving model bundle {served.bundle.name!r}: predictions, "
-                                "filter visualisations and Deep Dream. Errors are RFC 9457 "
-                                "problem details. A malformed parameter is a 400, a well-formed "
-                                "one outside its bounds a 422."},
-        "paths": _paths(served),
-        "components": {"schemas": _schemas()},
+                 "description": f"Described for model {served.bundle.name!r} (the others: "
+                                "/openapi.json?model=NAME): predictions, filter visualisations "
+                                "and Deep Dream. Errors are RFC 9457 problem details. A "
+                                "malformed parameter is a 400, a well-formed one outside its "
+                                "bounds a 422."},
+        "paths": _paths(served, models),
+        "components": {"schemas": _schemas(),
+                       "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}}},
     }

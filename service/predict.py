@@ -41,8 +41,7 @@ def predict():
     decoded = images.from_request(request, served.settings.max_batch, served.settings.max_pixels,
                                   shrink_to=PREPROCESS_SIDE)
     batch = np.stack([model_input(image, spec, values["preprocess"]) for image in decoded])
-    outputs = dict(zip(bundle.manifest["graphs"]["model"]["outputs"],
-                       bundle.model.run(None, {"image": batch})))
+    outputs = served.infer(batch)
     results = []
     for n in range(len(batch)):
         result = {"top_k": _top_k(outputs["probabilities"][n], bundle.labels, top_k)}

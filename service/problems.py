@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 
 
 class Problem(Exception):
-    def __init__(self, status: int, detail: str, title: str | None = None):
+    def __init__(self, status: int, detail: str, title: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(detail)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.headers = status, detail, headers
         self.title = title or _TITLES.get(status, "Error")
 
 
@@ -42,7 +43,7 @@ def unprocessable(detail: str) -> Problem:
     return Problem(422, detail)
 
 
-_TITLES = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
            413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content",
            500: "Internal Server Error"}
 
@@ -69,7 +70,7 @@ def _drain(stream, budget: int) -> None:
 def register(app: Flask) -> None:
     @app.errorhandler(Problem)
     def _problem(error: Problem):
-        return response(error.status, error.title, error.detail)
+        return response(error.status, error.title, error.detail, error.headers)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):

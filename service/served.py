@@ -1,15 +1,17 @@
-"""The bundle this process serves, loaded once when the app is created."""
+"""One served bundle: its onnxruntime sessions and gradient graph, loaded and warmed up."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from flask import current_app
+from flask import current_app, request
 
 from lens import bundle as bundles
 from lens.optvis.objectives import Objective, feeds
 from lens.optvis.render import GradientGraph
+from service.problems import not_found
 from service.settings import Settings
 
 EXTENSION = "cnnlens"
@@ -23,18 +25,30 @@ class Served:
     warmup_seconds: float
 
     @classmethod
-    def load(cls, settings: Settings) -> Served:
+    def load(cls, directory: Path, settings: Settings) -> Served:
         """Raises lens.bundle.BundleError, whose one-line message names the broken file."""
-        bundle = bundles.load(settings.model_dir.resolve(), threads=settings.ort_threads)
+        bundle = bundles.load(directory.resolve(), threads=settings.ort_threads)
         graph = GradientGraph.of(bundle)
         # The first run of a session allocates its buffers; do it now rather than in the first
         # user's request, and let /readyz say it happened.
         start = time.perf_counter()
         image = np.zeros((1, *bundle.input_shape), np.float32)
-        bundle.model.run(None, {"image": image})
+        served = cls(settings, bundle, graph, 0.0)
+        served.infer(image)
         graph(image, feeds([Objective()], bundle.layers))
         return cls(settings, bundle, graph, time.perf_counter() - start)
 
+    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """model.onnx on a float32 N x C x H x W batch in [0, 1]: every output by name."""
+        graph = self.bundle.manifest["graphs"]["model"]
+        return dict(zip(graph["outputs"], self.bundle.model.run(None, {"image": images})))
+
 
 def current() -> Served:
-    return current_app.extensions[EXTENSION]
+    """The bundle the request asks for with `?model=` (the default model without it)."""
+    registry = current_app.extensions[EXTENSION]
+    name = request.args.get("model")
+    try:
+        return registry.get(name)
+    except KeyError:
+        raise not_found(f"no model {name!r}; models: {', '.join(registry.names())}") from None

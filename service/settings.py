@@ -9,7 +9,7 @@ size gradient.onnx is exported for (training/onnx_export.py).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 BOUNDS = {   # field -> (lowest, highest) allowed value
@@ -37,7 +37,11 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    model_dir: Path = Path("models/mnist-cnn")
+    # A directory of bundles, each served under its manifest name (or one bundle directory).
+    models_dir: Path = Path("models")
+    default_model: str = "mnist-cnn"   # the model of requests without ?model=
+    # Bearer token for POST /admin/reload; empty: the admin endpoints are off (404).
+    admin_token: str = field(default="", repr=False)
     max_request_bytes: int = 10 * 2**20
     max_pixels: int = 16_000_000
     max_batch: int = 64
@@ -59,7 +63,7 @@ class Settings:
     timeout: int = 60
 
     def __post_init__(self):
-        object.__setattr__(self, "model_dir", Path(self.model_dir))   # accept a str too
+        object.__setattr__(self, "models_dir", Path(self.models_dir))   # accept a str too
         for name, (low, high) in BOUNDS.items():
             value = getattr(self, name)
             if not low <= value <= high:

@@ -19,7 +19,8 @@ def test_configuration_table_matches_the_settings():
     defaults = Settings()
     for field in fields(Settings):
         default, bounds = rows[env_name(field.name)]
-        assert default == str(getattr(defaults, field.name)), field.name
+        value = getattr(defaults, field.name)
+        assert default == (str(value) if value != "" else "(empty)"), field.name
         expected = " – ".join(str(bound) for bound in BOUNDS[field.name]) if field.name in BOUNDS else ""
         assert bounds == expected, field.name
 

