@@ -77,16 +77,16 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         environ = os.environ if environ is None else environ
         values = {}
-        for field in fields(cls):
-            raw = environ.get(env_name(field.name))
+        for setting in fields(cls):
+            raw = environ.get(env_name(setting.name))
             if raw is None:
                 continue
-            convert = {"Path": Path, "int": int, "float": float, "str": str}[field.type]
+            convert = {"Path": Path, "int": int, "float": float, "str": str}[setting.type]
             try:
-                values[field.name] = convert(raw)
+                values[setting.name] = convert(raw)
             except ValueError:
-                raise SettingsError(f"{env_name(field.name)}={raw!r} is not a valid "
-                                    f"{field.type}") from None
+                raise SettingsError(f"{env_name(setting.name)}={raw!r} is not a valid "
+                                    f"{setting.type}") from None
         return cls(**values)
 
 

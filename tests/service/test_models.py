@@ -11,7 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from service import create_app
@@ -19,7 +18,7 @@ from service.settings import Settings
 from tests.service.conftest import LIMITS, gunicorn_env, serving
 from tests.service.http import Client, InProcess
 from tests.service.imagefiles import mnist_png
-from tests.service.reference import MODEL_DIR, Reference
+from tests.service.reference import MODEL_DIR
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
