@@ -18,8 +18,8 @@ from tqdm import tqdm
 from lens import bundle
 from lens.optvis import objectives
 from lens.optvis.render import GradientGraph, Settings, render
-from training.layers import find_layers
-from training.onnx_export import export_gradient, export_model, io_names
+from training.layers import find_layers, smallest_side
+from training.onnx_export import MAX_SIDE, export_gradient, export_model, io_names
 from training.train import load_model
 
 OBJECTIVE = ("objective[n] = sum over layers l of (sum_c weights.l[n,c] * degree_l[n,c] + "
@@ -75,6 +75,8 @@ def export_bundle(checkpoint_path: Path, out: Path, *, name: str, version_tag: s
         "labels": checkpoint["classes"],
         "input": {"channels": spec["channels"], "height": spec["height"], "width": spec["width"],
                   "value_range": [0, 1],
+                  "min_side": smallest_side(model, layers, spec["channels"], MAX_SIDE),
+                  "max_side": MAX_SIDE,
                   "normalization": {"mean": spec["mean"], "std": spec["std"], "in_graph": True},
                   "foreground": checkpoint["config"]["foreground"]},
         "layers": layer_json,

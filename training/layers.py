@@ -126,6 +126,21 @@ def find_layers(model: nn.Module, input_shape: tuple[int, int, int]) -> list[Lay
     return layers
 
 
+def smallest_side(model: nn.Module, layers: list[Layer], channels: int, largest: int) -> int:
+    """The smallest square image on which every conv layer still has an activation: below it,
+    objectives on conv layers have nothing to measure (and the graphs fail)."""
+    conv = [layer for layer in layers if layer.kind == "conv"]
+    state = state_of(model)
+    for side in range(1, largest + 1):
+        try:
+            with torch.no_grad():
+                capture(model, conv, state, torch.zeros(1, channels, side, side))
+            return side
+        except RuntimeError:   # too small for a kernel or a pooling window
+            continue
+    raise ValueError(f"the conv layers need images larger than {largest}x{largest}")
+
+
 def _pair(value) -> int:
     """Square kernels and strides only: the receptive field is reported as one number."""
     return value if isinstance(value, int) else value[0]

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from training import architectures
-from training.layers import capture, find_layers, state_of
+from training.layers import capture, find_layers, smallest_side, state_of
 
 
 def test_lecture_layers_match_the_lecture():
@@ -63,3 +63,12 @@ def test_model_whose_output_is_not_a_linear_is_refused():
                           nn.LogSoftmax(1)).eval()
     with pytest.raises(ValueError, match="last module, an nn.Linear"):
         find_layers(model, (1, 28, 28))
+
+
+def test_smallest_side_where_conv_layers_still_see_something():
+    lecture = architectures.lecture().eval()
+    # 8: conv 3x3 -> 6, pool -> 3, conv -> 1; at 7: 5 -> 2 -> nothing
+    assert smallest_side(lecture, find_layers(lecture, (1, 28, 28)), 1, 4096) == 8
+    tiny = architectures.build("tests.training.custom_net:TinyNet", 1, 10).eval()
+    # 6: padded 5x5 conv -> 6, avg pool -> 3, 3x3 conv stride 2 -> 1
+    assert smallest_side(tiny, find_layers(tiny, (1, 28, 28)), 1, 4096) == 6
