@@ -16,6 +16,7 @@ import pytest
 
 from service import create_app
 from service.settings import Settings, env_name
+from tests.serve_command import GUNICORN_ARGV
 from tests.service.contract import Contract
 from tests.service.http import Client, InProcess
 from tests.service.reference import MODEL_DIR, Reference
@@ -78,9 +79,9 @@ def gunicorn_env(**overrides) -> dict[str, str]:
 
 
 def gunicorn(env: dict[str, str], log) -> subprocess.Popen:
-    return subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-c",
-                             "gunicorn.conf.py"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    """The service's one start command (tests/serve_command.py), with this venv's gunicorn."""
+    argv = [str(Path(sys.executable).with_name(GUNICORN_ARGV[0])), *GUNICORN_ARGV[1:]]
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @contextmanager
