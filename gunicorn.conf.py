@@ -2,9 +2,11 @@
 CI and in a container. Every value comes from service.settings (CNNLENS_* environment variables),
 where the defaults and bounds are documented."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 
 from service.settings import Settings
@@ -19,7 +21,9 @@ timeout = _settings.timeout
 # No preload_app: workers forked from a process that has imported onnxruntime abort or hang when
 # they exit, so the master never imports it (it reads only service.settings) and every worker
 # loads the bundle itself.
-accesslog = "-"
+# No gunicorn access log: every request gets one JSON line on stdout from the app instead
+# (service.observability), with its request id, model and duration.
+accesslog = None
 # gunicorn's runtime control socket sits at one fixed path per user, so two servers on one machine
 # (a developer's and the test suite's) would fight over it; nothing here uses it.
 control_socket_disable = True
@@ -33,6 +37,41 @@ def on_starting(server):
         sys.exit(check.stderr.strip().splitlines()[-1] if check.stderr.strip()
                  else f"cnn-lens cannot start: service.check exited with {check.returncode}")
     server.log.info(check.stdout.strip())
+    _metrics_directory(server)
+
+
+def _metrics_directory(server):
+    """prometheus-client's multiprocess mode, so that /metrics adds up every worker: the workers
+    write their values as files in PROMETHEUS_MULTIPROC_DIR, which must be empty at start (stale
+    files from an earlier run would be added in). A directory set by the environment (a tmpfs in
+    the container) is emptied; without one, a fresh temporary one is made and removed on exit.
+    Set here, after service.check (whose own loads must not be counted) and before any worker is
+    forked, and before prometheus_client is first imported (it picks its mode at import)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for stale in os.listdir(directory):
+            if stale.endswith(".db"):
+                os.remove(os.path.join(directory, stale))
+    else:
+        directory = server.cnnlens_metrics_tmp = tempfile.mkdtemp(prefix="cnnlens-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory   # inherited by the workers
+    server.log.info("metrics of all workers in %s", directory)
+
+
+def on_exit(server):
+    directory = getattr(server, "cnnlens_metrics_tmp", None)
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges (which model versions it served) go with it; its counters and
+    histograms stay, so that totals never go down. prometheus_client is safe in the master
+    (onnxruntime is not), and imported only here, once PROMETHEUS_MULTIPROC_DIR is set."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def when_ready(server):

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from lens.optvis.objectives import Objective, ObjectiveError
 from lens.optvis.render import Result, Settings as RenderSettings, render
-from service import colour, grids, images, params, targets
+from service import colour, grids, images, observability, params, targets
 from service.params import Param
 from service.predict import PREPROCESS_SIDE
 from service.preprocess import model_input
@@ -83,6 +83,7 @@ def dream():
         result = render(served.graph, [objective], start[None], settings)
     except ObjectiveError as error:
         raise unprocessable(f"targets: {error}") from None
+    observability.dreamed(served.bundle.name, result.steps_done, len(result.images))
     png = grids.png(grids.to_image(finish(result.images[0])))
     headers = {"X-Dream-Steps-Done": str(result.steps_done),
                "X-Dream-Budget-Exhausted": str(result.budget_exhausted).lower()}

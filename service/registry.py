@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from lens.bundle import MANIFEST, BundleError, read_manifest
+from service import observability
 from service.served import Served
 from service.settings import Settings
 
@@ -75,6 +76,13 @@ class Registry:
         return [entry.served for _, entry in sorted(self._entries.items())]
 
     def reload(self) -> ReloadReport:
+        try:
+            return self._reload()
+        except Exception:
+            observability.reloaded(None, [])
+            raise
+
+    def _reload(self) -> ReloadReport:
         with self._lock:
             report = ReloadReport()
             old = self._entries
@@ -105,6 +113,7 @@ class Registry:
             self.reloads += 1
             log.info("models reloaded: loaded %s, unchanged %s, removed %s, rejected %d",
                      report.loaded, report.unchanged, report.removed, len(report.rejected))
+            observability.reloaded(report, self.all())
             return report
 
     def _load(self, directory: Path, old: dict[str, _Entry]) -> _Entry:

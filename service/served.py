@@ -11,6 +11,7 @@ from flask import current_app, request
 from lens import bundle as bundles
 from lens.optvis.objectives import Objective, feeds
 from lens.optvis.render import GradientGraph
+from service import observability
 from service.problems import not_found
 from service.settings import Settings
 
@@ -34,14 +35,32 @@ class Served:
         start = time.perf_counter()
         image = np.zeros((1, *bundle.input_shape), np.float32)
         served = cls(settings, bundle, graph, 0.0)
-        served.infer(image)
+        served._run(image)   # warm-ups are not timed into the metrics: /readyz shows them
         graph(image, feeds([Objective()], bundle.layers))
-        return cls(settings, bundle, graph, time.perf_counter() - start)
+        return cls(settings, bundle, _TimedGraph(graph, bundle.name), time.perf_counter() - start)
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """model.onnx on a float32 N x C x H x W batch in [0, 1]: every output by name."""
+        start = time.perf_counter()
+        outputs = self._run(images)
+        observability.observe_inference(self.bundle.name, len(images), time.perf_counter() - start)
+        return outputs
+
+    def _run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         graph = self.bundle.manifest["graphs"]["model"]
         return dict(zip(graph["outputs"], self.bundle.model.run(None, {"image": images})))
+
+
+class _TimedGraph(GradientGraph):
+    """The bundle's gradient graph, each run timed into its model's gradient-step histogram."""
+
+    def __init__(self, graph: GradientGraph, model: str):
+        super().__init__(graph.session, graph.layers, graph.size)
+        self.model = model
+
+    def __call__(self, images: np.ndarray, weights: dict[str, np.ndarray]):
+        with observability.gradient_step(self.model):
+            return super().__call__(images, weights)
 
 
 def current() -> Served:

@@ -1,0 +1,252 @@
+"""Metrics (GET /metrics, Prometheus text format) and one structured JSON log line per request.
+
+**Metrics across gunicorn workers.** Each worker is a process with its own counters, and a scrape
+reaches one of them. With PROMETHEUS_MULTIPROC_DIR set, prometheus-client keeps every worker's
+values in files there (gunicorn.conf.py makes the directory, fresh, before any worker starts, and
+drops a dead worker's live gauges), and each scrape merges all of them in a fresh registry: the
+answer does not depend on which worker gives it. Without it (Flask's test client, a plain
+`create_app()`), the process's own default registry is served. prometheus_client decides between
+the two when it is first imported, so the variable must be set before that: gunicorn's master
+never imports this module (only the hook that drops dead workers imports prometheus_client, after
+the directory is set).
+
+**Labels stay bounded**: `endpoint` is the Flask URL rule (`/filters/<layer>/<item>`), never the
+raw path, and "unmatched" for unknown routes and wrong methods; `model` is the name of a served
+bundle (or, for a rejected one, its directory's name), never the `?model=` a client sent.
+`/metrics` counts as a request like any other (the scrape rate and its latency are worth seeing,
+and its endpoint label keeps it apart); a scrape does not include itself.
+
+**Logs.** Every request, errors included, gets one JSON line on stdout (logger `service.access`,
+not propagated, so it is not repeated in gunicorn's error log on stderr, which keeps gunicorn's
+own lines and the service's warnings and tracebacks); it replaces gunicorn's access log. Its
+`model` is the request's `?model=`, else the route's `{name}` (`/models/{name}`,
+`/v2/models/{name}/...`), else the default model. The `X-Request-ID` a client sends is kept if
+it is printable ASCII of at most 128 characters, else a uuid4 hex is made; either way it is
+echoed on the response, 4xx and 500 included.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
+from prometheus_client import (CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, CollectorRegistry, Counter,
+                               Gauge, Histogram, generate_latest, multiprocess)
+
+blueprint = Blueprint("observability", __name__)
+REQUEST_ID = "X-Request-ID"
+UNMATCHED = "unmatched"   # the endpoint label of requests that match no route (404, 405)
+_VALID_ID = re.compile(r"[!-~](?:[ -~]{0,126}[!-~])?")   # printable ASCII, <= 128, no edge spaces
+_MAX_LOGGED = 512   # characters of a path or ?model= in a log line (one write stays atomic)
+
+# Requests: a /filters image or a health probe takes well under a millisecond, a /predict of one
+# digit a few, a batch or feature maps tens, a /dream up to its time budget (20 s by default).
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                   5.0, 10.0, 20.0, 30.0, 60.0)
+# One onnxruntime run: a 28x28 digit through model.onnx or one gradient step is ~0.1-1 ms on one
+# thread; a batch of 64, or a gradient step on a 1024x1024 dream, takes up to about a second.
+RUN_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+               1.0, 2.5, 5.0)
+
+REQUESTS = Counter("cnnlens_http_requests", "HTTP requests answered, by URL rule, method and "
+                   "status", ["endpoint", "method", "status"])
+REQUEST_SECONDS = Histogram("cnnlens_http_request_duration_seconds",
+                            "Time from the request's arrival in Flask to its response, by URL rule",
+                            ["endpoint"], buckets=REQUEST_BUCKETS)
+INFERENCE_SECONDS = Histogram("cnnlens_inference_duration_seconds",
+                              "One model.onnx run on a batch (warm-up excluded), by model",
+                              ["model"], buckets=RUN_BUCKETS)
+GRADIENT_SECONDS = Histogram("cnnlens_gradient_step_duration_seconds",
+                             "One gradient.onnx run (a step of /dream, and its first and last "
+                             "objective), warm-up excluded, by model", ["model"],
+                             buckets=RUN_BUCKETS)
+IMAGES = Counter("cnnlens_images_processed", "Images run through a model: each image of a "
+                 "/predict batch, each dreamed image", ["model", "endpoint"])
+DREAM_STEPS = Counter("cnnlens_dream_steps", "Gradient-ascent steps done by /dream", ["model"])
+MODEL_LOADS = Counter("cnnlens_model_loads", "Bundles loaded (new or changed, validated and "
+                      "warmed up: outcome=loaded) or rejected (outcome=rejected), at start-up and "
+                      "on reloads, in each worker", ["model", "outcome"])
+RELOADS = Counter("cnnlens_model_reloads", "Scans of the models directory, the one at start-up "
+                  "included: ok, partial (some bundle rejected) or failed (no scan possible)",
+                  ["outcome"])
+# One series per worker (label pid) in multiprocess mode: 'liveall' shows which version each live
+# worker serves, which is what a reload across workers can get wrong (one worker left behind), and
+# a dead worker's series go with it (gunicorn.conf.py's child_exit). 'max' would merge the workers
+# and keep dead ones' values. A model no longer served by a process is set to 0 there, since a
+# label set cannot be removed from the other processes' files.
+MODEL_INFO = Gauge("cnnlens_model_info", "1 for each model name and version this process serves "
+                   "(0: served before, not now)", ["model", "version"], multiprocess_mode="liveall")
+_info_set: set[tuple[str, str]] = set()
+
+access_log = logging.getLogger("service.access")
+
+
+# ---------------------------------------------------------------- the service's call sites
+
+
+def observe_inference(model: str, images: int, seconds: float) -> None:
+    INFERENCE_SECONDS.labels(model).observe(seconds)
+    IMAGES.labels(model, _endpoint()).inc(images)
+
+
+@contextmanager
+def gradient_step(model: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        GRADIENT_SECONDS.labels(model).observe(time.perf_counter() - start)
+
+
+def dreamed(model: str, steps: int, images: int) -> None:
+    DREAM_STEPS.labels(model).inc(steps)
+    IMAGES.labels(model, _endpoint()).inc(images)
+
+
+def reloaded(report, served: list) -> None:
+    """After a registry reload (report: a service.registry.ReloadReport; served: every Served now
+    in use), or after one that failed before it could scan (report None)."""
+    if report is None:
+        RELOADS.labels("failed").inc()
+        return
+    RELOADS.labels("partial" if report.rejected else "ok").inc()
+    for name in report.loaded:
+        MODEL_LOADS.labels(name, "loaded").inc()
+    for rejected in report.rejected:
+        MODEL_LOADS.labels(Path(rejected["directory"]).name, "rejected").inc()
+    now = {(s.bundle.name, str(s.bundle.manifest["version"])) for s in served}
+    for labels in _info_set - now:
+        MODEL_INFO.labels(*labels).set(0)
+    for labels in now:
+        MODEL_INFO.labels(*labels).set(1)
+    _info_set.clear()
+    _info_set.update(now)
+
+
+def _endpoint() -> str:
+    if not has_request_context():
+        return "none"
+    rule = request.url_rule
+    return rule.rule if rule is not None else UNMATCHED
+
+
+# ---------------------------------------------------------------- GET /metrics
+
+
+def multiprocess_dir() -> str | None:
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return path if path and os.path.isdir(path) else None
+
+
+@blueprint.get("/metrics")
+def metrics():
+    directory = multiprocess_dir()
+    if directory:
+        registry = CollectorRegistry()   # fresh per scrape: the files change between scrapes
+        multiprocess.MultiProcessCollector(registry, path=directory)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
+
+def openapi_path() -> dict:
+    """The /metrics entry of /openapi.json."""
+    return {"get": {
+        "summary": "Prometheus metrics, merged over every gunicorn worker",
+        "responses": {"200": {
+            "description": "Prometheus text exposition format 0.0.4",
+            "headers": {REQUEST_ID: {"schema": {"type": "string", "maxLength": 128},
+                                     "description": "echoed on every response of this API: the "
+                                                    "client's if printable ASCII of at most 128 "
+                                                    "characters, else generated"}},
+            "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
+
+
+# ---------------------------------------------------------------- per-request hooks and logs
+
+
+def register(app: Flask) -> None:
+    """Request ids, the JSON access log and the request metrics on every request; GET /metrics."""
+    configure_access_log()
+    app.before_request(_before)
+    app.after_request(_after)
+    app.teardown_request(_teardown)
+    app.register_blueprint(blueprint)
+
+
+def request_id(given: str | None) -> str:
+    return given if given is not None and _VALID_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def _before() -> None:
+    g.cnnlens_start = time.perf_counter()
+    g.request_id = request_id(request.headers.get(REQUEST_ID))
+
+
+def _after(response: Response) -> Response:
+    response.headers[REQUEST_ID] = g.get("request_id") or request_id(None)
+    g.cnnlens_response = (response.status_code, response.content_length)
+    return response
+
+
+def _teardown(error: BaseException | None) -> None:
+    from service.served import EXTENSION   # here: service.served imports this module
+
+    start = g.get("cnnlens_start")
+    seconds = time.perf_counter() - start if start is not None else 0.0
+    status, size = g.get("cnnlens_response", (500, None))
+    endpoint = _endpoint()
+    REQUESTS.labels(endpoint, request.method, str(status)).inc()
+    REQUEST_SECONDS.labels(endpoint).observe(seconds)
+    registry = current_app.extensions.get(EXTENSION)
+    default = registry.settings.default_model if registry is not None else None
+    fields = {"method": request.method, "path": request.path[:_MAX_LOGGED], "status": status,
+              "duration_ms": round(seconds * 1000, 3),
+              "model": (request.args.get("model") or (request.view_args or {}).get("name")
+                        or default or "")[:_MAX_LOGGED] or None,
+              "request_id": g.get("request_id"), "remote_addr": request.remote_addr,
+              "bytes": size, "endpoint": endpoint, "pid": os.getpid()}
+    access_log.log(logging.ERROR if status >= 500 else logging.INFO, "request",
+                   extra={"fields": fields})
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one JSON object: timestamp (UTC, ms), level, then its `fields` (or message)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, timezone.utc)
+        line = {"timestamp": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "level": record.levelname.lower()}
+        line |= getattr(record, "fields", None) or {"message": record.getMessage()}
+        return json.dumps(line)
+
+
+class _Stdout(logging.StreamHandler):
+    """A StreamHandler on whatever sys.stdout is when it writes (pytest swaps it per test)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def configure_access_log() -> None:
+    """Once per process: the access lines go to stdout as JSON, and only there."""
+    if any(isinstance(handler, _Stdout) for handler in access_log.handlers):
+        return
+    handler = _Stdout()
+    handler.setFormatter(JsonFormatter())
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False
