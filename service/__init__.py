@@ -9,6 +9,8 @@ from PIL import Image
 
 from service.settings import Settings
 
+VERSION = "0.1.0"   # of the service and its HTTP API (GET /v2 reports it)
+
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Raises lens.bundle.BundleError (a bad bundle, or no default model) or
@@ -16,9 +18,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Imported here, flaskr style, so that gunicorn.conf.py can read service.settings in the
     # master without importing onnxruntime: workers forked from a process that imported it hang
     # or abort when they exit.
-    from service import admin, dream, filters, health, models, openapi, predict, problems
+    from service import admin, dream, filters, health, models, openapi, predict, problems, v2
     from service.registry import Registry
     from service.served import EXTENSION
+    from service.observability import register as observe
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -29,7 +32,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
     app.extensions[EXTENSION] = Registry.load(settings)
     problems.register(app)
-    for module in (predict, filters, dream, models, admin, health, openapi):
+    observe(app)   # request ids, JSON access log, request metrics, GET /metrics
+    for module in (predict, filters, dream, models, admin, health, openapi, v2):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(openapi.docs)
     return app

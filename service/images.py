@@ -88,11 +88,11 @@ def _json_images(request: Request, max_batch: int) -> list[bytes]:
         raise bad_request('"images" must be a non-empty list of base64 strings')
     if len(texts) > max_batch:
         raise too_large(f"{len(texts)} images in one request; the limit is {max_batch}")
-    return [_base64(text, "image" if "image" in body else f"images[{i}]")
+    return [from_base64(text, "image" if "image" in body else f"images[{i}]")
             for i, text in enumerate(texts)]
 
 
-def _base64(text, where: str) -> bytes:
+def from_base64(text, where: str) -> bytes:
     if not isinstance(text, str):
         raise bad_request(f"{where} must be a base64 string")
     if text.startswith("data:") and "," in text:

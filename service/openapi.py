@@ -6,8 +6,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from flask_swagger_ui import get_swaggerui_blueprint
 
-from service import dream, filters, predict
+from service import dream, filters, predict, v2
 from service.images import MEDIA_TYPES
+from service.observability import openapi_path as metrics_path
 from service.served import EXTENSION, Served, current
 
 blueprint = Blueprint("openapi", __name__)
@@ -120,6 +121,7 @@ def _paths(served: Served, models: list[str]) -> dict:
                              "responses": {"200": _json("alive", "Health")}}},
         "/readyz": {"get": {"summary": "Every model is loaded and a warm-up inference ran",
                             "responses": {"200": _json("ready", "Ready")}}},
+        "/metrics": metrics_path(),
         "/models": {"get": {"summary": "The model repository: every served model",
                             "responses": {"200": _json("the models", "Models")} | _UNEXPECTED}},
         "/models/{name}": {"get": {
@@ -141,7 +143,7 @@ def _paths(served: Served, models: list[str]) -> dict:
         "/openapi.json": {"get": {"summary": "This document",
                                   "responses": {"200": {"description": "OpenAPI 3.1",
                                                         "content": {"application/json": {}}}}}},
-    }
+    } | v2.openapi_paths(served, models)
 
 
 def _schemas() -> dict:

@@ -59,7 +59,9 @@ def response(status: int, title: str, detail: str, headers=None) -> Response:
 _DRAIN_FACTOR = 4
 
 
-def _drain(stream, budget: int) -> None:
+def drain_oversized_body(limit: int) -> None:
+    """Before answering 413 for a body over `limit` bytes (see _DRAIN_FACTOR)."""
+    stream, budget = request.environ["wsgi.input"], _DRAIN_FACTOR * limit
     while budget > 0:
         chunk = stream.read(min(1 << 16, budget))
         if not chunk:
@@ -80,7 +82,7 @@ def register(app: Flask) -> None:
         if error.code == 413:
             limit = app.config["MAX_CONTENT_LENGTH"]
             detail = f"the request body is larger than the {limit} bytes this server accepts"
-            _drain(request.environ["wsgi.input"], _DRAIN_FACTOR * limit)
+            drain_oversized_body(limit)
         return response(error.code or 500, _TITLES.get(error.code, error.name), detail, allow)
 
     @app.errorhandler(Exception)
