@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from tests.deploy.conftest import KSERVE, KUBERNETES, PENDING_ROUTES, check_settings_env
+from tests.deploy.conftest import KSERVE, KUBERNETES, check_settings_env
 from tests.deploy.files import ROOT, parse_copy, stage_workdir, yaml_documents
 
 KINDS = {"Deployment": "apps/v1", "Service": "v1",
@@ -94,7 +94,7 @@ def test_prometheus_scrapes_the_metrics_route_on_the_container_port(pod, api, ro
     assert annotations["prometheus.io/scrape"] == "true"
     assert int(annotations["prometheus.io/port"]) == port_number(api, "http")
     path = annotations["prometheus.io/path"]
-    assert route(path) is not None or path in PENDING_ROUTES, path
+    assert route(path) is not None, path
 
 
 def test_environment_is_valid_settings(api):
@@ -215,7 +215,7 @@ def test_kserve_custom_predictor(inference_service, route, dockerfile):
         get = container[probe]["httpGet"]
         assert get["port"] == port["containerPort"]
         assert get["path"].startswith("/v2/health/")
-        assert route(get["path"]) is not None or get["path"] in PENDING_ROUTES, get["path"]
+        assert route(get["path"]) is not None, get["path"]
     assert predictor["securityContext"]["runAsNonRoot"] is True
     uid = int(dockerfile.stage("api").all("USER")[-1].args.split(":")[0])
     assert predictor["securityContext"]["runAsUser"] == uid
