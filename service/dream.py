@@ -41,10 +41,10 @@ def parameters(served: Served) -> list[Param]:
         Param("start", str, None, "image: the uploaded image (the default when there is one); "
               "noise or grey: a synthetic width x height image (the default without a body)",
               choices=STARTS),
-        Param("width", int, spec["width"], "width of a noise or grey start", 8,
-              limits.max_dream_side),
-        Param("height", int, spec["height"], "height of a noise or grey start", 8,
-              limits.max_dream_side),
+        Param("width", int, spec["width"], "width of a noise or grey start", spec["min_side"],
+              _largest_side(served)),
+        Param("height", int, spec["height"], "height of a noise or grey start", spec["min_side"],
+              _largest_side(served)),
         Param("preprocess", str, "none", "none: dream on the image as it is, at its size; "
               "digit: MNIST-style 28x28 first (needed for dense and class targets)",
               choices=("none", "digit")),
@@ -99,12 +99,12 @@ def _from_upload(served: Served, mode: str):
     if mode == "digit":
         decoded = images.from_request(request, 1, limits.max_pixels, shrink_to=PREPROCESS_SIDE)[0]
         return model_input(decoded, spec, "digit"), _planes_to_picture
-    decoded = images.from_request(request, 1, limits.max_pixels, max_side=limits.max_dream_side)[0]
+    decoded = images.from_request(request, 1, limits.max_pixels, max_side=_largest_side(served))[0]
     height, width = decoded.rgb.shape[:2]
-    if min(height, width) < 8:
-        raise unprocessable(f"the image is {width}x{height}; /dream needs sides of at least 8 "
-                            f"pixels (preprocess=digit makes any image "
-                            f"{spec['width']}x{spec['height']})")
+    if min(height, width) < spec["min_side"]:
+        raise unprocessable(f"the image is {width}x{height}; this model's conv layers need sides "
+                            f"of at least {spec['min_side']} pixels (preprocess=digit makes any "
+                            f"image {spec['width']}x{spec['height']})")
     if spec["channels"] == 3:
         return decoded.rgb.transpose(2, 0, 1), _planes_to_picture
     start = decoded.luminance[None]
@@ -130,6 +130,11 @@ def _noise_range(served: Served, objective: Objective) -> tuple[float, float]:
              if name in {layer["name"] for layer in served.bundle.layers}}
     fixed = sorted(kinds - {"conv"})
     return tuple(ranges.get(fixed[0] if fixed else "conv", (0.0, 1.0)))
+
+
+def _largest_side(served: Served) -> int:
+    """The smaller of the service's limit and the largest side the model's graph is made for."""
+    return min(served.settings.max_dream_side, served.bundle.manifest["input"]["max_side"])
 
 
 def _planes_to_picture(planes: np.ndarray) -> np.ndarray:

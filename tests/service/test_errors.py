@@ -102,6 +102,15 @@ def test_dream_image_larger_than_its_side_limit(api):
     _assert_problem(api.post("/dream", big, "image/png"), 422)
 
 
+def test_dream_image_smaller_than_the_models_conv_layers_take(api):
+    """The manifest's min_side: 8 for the lecture net (3x3 conv, pool, 3x3 conv)."""
+    reply = api.post("/dream", imagefiles.encode(imagefiles.photo_like(7, 40)), "image/png")
+    _assert_problem(reply, 422)
+    assert "at least 8 pixels" in reply.json()["detail"]
+    assert api.post("/dream?steps=2", imagefiles.encode(imagefiles.photo_like(8, 40)), "image/png").status == 200
+    assert api.post("/dream?start=noise&width=7").status == 422
+
+
 def test_filters_scale_bounds(api):
     _assert_problem(api.get("/filters/conv1/0?scale=0"), 422)
     _assert_problem(api.get(f"/filters/conv1/0?scale={LIMITS['max_scale'] + 1}"), 422)
