@@ -42,3 +42,27 @@ def png(image: Image.Image) -> bytes:
 
 def png_base64(image: Image.Image) -> str:
     return base64.b64encode(png(image)).decode("ascii")
+
+
+def labelled_grid(planes: np.ndarray, min_side: int = 48, gap: int = 1) -> Image.Image:
+    """C x H x W values in [0, 1] -> one greyscale image with the planes in rows of
+    ceil(sqrt(C)), each upscaled (nearest neighbour) to at least `min_side` pixels a side and
+    under a black strip with its index in white (Pillow's default font), separated by `gap`
+    pixels of mid-grey."""
+    from PIL import ImageDraw, ImageFont   # only this function draws text
+
+    count, height, width = planes.shape
+    factor = max(1, math.ceil(min_side / max(height, width)))
+    font = ImageFont.load_default()
+    strip = max(font.getbbox(str(k))[3] for k in range(count)) + 2
+    tile_w, tile_h = width * factor, strip + height * factor
+    cols = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    canvas = Image.new("L", (cols * (tile_w + gap) - gap, rows * (tile_h + gap) - gap), 128)
+    draw = ImageDraw.Draw(canvas)
+    for k, plane in enumerate(planes):
+        left, top = (k % cols) * (tile_w + gap), (k // cols) * (tile_h + gap)
+        draw.rectangle([left, top, left + tile_w - 1, top + strip - 1], fill=0)
+        draw.text((left + 1, top), str(k), fill=255, font=font)
+        canvas.paste(upscale(to_image(plane), factor), (left, top + strip))
+    return canvas

@@ -24,7 +24,7 @@ def parameters(served: Served) -> list[Param]:
         Param("activations", bool, False, "add every layer's degree of activation per channel "
               "(mean over its feature map) and its max"),
         Param("feature_maps", str, "", "comma-separated layers whose feature maps to add as "
-              f"base64 PNG grids: {', '.join(_spatial_layers(served))}"),
+              f"base64 PNG grids: {', '.join(spatial_layers(served))}"),
         Param("preprocess", str, default_mode(spec), "digit: MNIST-style (invert dark-on-light, "
               "crop, fit 20x20, centre by mass in 28x28); none: only resize", choices=MODES),
     ]
@@ -44,9 +44,9 @@ def predict():
     outputs = served.infer(batch)
     results = []
     for n in range(len(batch)):
-        result = {"top_k": _top_k(outputs["probabilities"][n], bundle.labels, top_k)}
+        result = {"top_k": top_k_labels(outputs["probabilities"][n], bundle.labels, top_k)}
         if with_activations:
-            result["activations"] = {layer["name"]: _degrees(outputs[layer["name"]][n])
+            result["activations"] = {layer["name"]: degrees(outputs[layer["name"]][n])
                                      for layer in bundle.layers}
         if mapped:
             result["feature_maps"] = {name: _feature_map_png(outputs[name][n]) for name in mapped}
@@ -55,12 +55,12 @@ def predict():
                    preprocess=values["preprocess"], results=results)
 
 
-def _spatial_layers(served: Served) -> list[str]:
+def spatial_layers(served: Served) -> list[str]:
     return [layer["name"] for layer in served.bundle.layers if len(layer["shape"]) == 3]
 
 
 def _feature_map_layers(served: Served, requested: list[str]) -> list[str]:
-    spatial = _spatial_layers(served)
+    spatial = spatial_layers(served)
     for name in requested:
         if name not in spatial:
             raise unprocessable(f"feature_maps: {name!r} is not a layer with feature maps; "
@@ -68,13 +68,13 @@ def _feature_map_layers(served: Served, requested: list[str]) -> list[str]:
     return list(dict.fromkeys(requested))
 
 
-def _top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[dict]:
+def top_k_labels(probabilities: np.ndarray, labels: list[str], k: int) -> list[dict]:
     order = np.argsort(-probabilities, kind="stable")[:k]
     return [{"index": int(i), "label": labels[i], "probability": float(probabilities[i])}
             for i in order]
 
 
-def _degrees(activation: np.ndarray) -> dict:
+def degrees(activation: np.ndarray) -> dict:
     """The lecture's degree of activation of each channel: its mean over the feature map (for a
     dense unit, its value), and the strongest single response (the max) beside it."""
     flat = activation.reshape(activation.shape[0], -1)

@@ -1,0 +1,96 @@
+"""POST /feature-maps: a layer's activation maps for one image (the lecture's "feature map"), as
+one labelled grid on one shared scale, and the layer's filters ranked by degree of activation."""
+from __future__ import annotations
+
+import numpy as np
+from flask import Blueprint, Response, jsonify, request
+
+from service import grids, images, params
+from service.params import Param
+from service.predict import PREPROCESS_SIDE, degrees, spatial_layers, top_k_labels
+from service.preprocess import MODES, default_mode, model_input
+from service.problems import bad_request
+from service.served import Served, current
+
+blueprint = Blueprint("feature_maps", __name__)
+TOP_K = 3
+
+
+def parameters(served: Served) -> list[Param]:
+    spatial = spatial_layers(served)
+    return [
+        Param("layer", str, None, f"required: a layer with feature maps ({', '.join(spatial)})",
+              choices=tuple(spatial)),
+        Param("preprocess", str, default_mode(served.bundle.manifest["input"]), "as for /predict",
+              choices=MODES),
+    ]
+
+
+@blueprint.post("/feature-maps")
+def feature_maps():
+    served = current()
+    bundle = served.bundle
+    values = params.read_all(parameters(served))
+    layer = values["layer"]
+    if layer is None:
+        raise bad_request("layer is required: one of " + ", ".join(spatial_layers(served)))
+    decoded = images.from_request(request, 1, served.settings.max_pixels,
+                                  shrink_to=PREPROCESS_SIDE)[0]
+    image = model_input(decoded, bundle.manifest["input"], values["preprocess"])
+    outputs = served.infer(image[None])
+    activation = outputs[layer][0]
+    # One scale for every map (the layer's largest activation is white), so the grid shows which
+    # filters fire most, not just where each fires; as /predict's feature_maps.
+    peak = float(activation.max())
+    scaled = activation / peak if peak > 0 else np.zeros_like(activation)
+    grid = grids.labelled_grid(scaled)
+    if request.accept_mimetypes.best_match(["application/json", "image/png"]) == "image/png":
+        return Response(grids.png(grid), mimetype="image/png")
+    degree = degrees(activation)
+    order = np.argsort(-np.asarray(degree["mean"]), kind="stable")
+    probabilities = outputs["probabilities"][0]
+    return jsonify(model={"name": bundle.name, "version": bundle.manifest["version"]},
+                   layer=layer,
+                   prediction=top_k_labels(probabilities, bundle.labels, min(TOP_K, len(bundle.labels))),
+                   ranking=[{"index": int(k), "mean": degree["mean"][k], "max": degree["max"][k]}
+                            for k in order],
+                   grid=grids.png_base64(grid))
+
+
+def openapi_paths(served: Served, models: list[str]) -> dict:
+    """/feature-maps for /openapi.json, its schema inline."""
+    from service import openapi   # imported here: service.openapi imports this module
+    from service.explain import top_k_schema
+
+    model = {"name": "model", "in": "query", "required": False,
+             "schema": {"type": "string", "default": served.settings.default_model},
+             "description": f"the model to use (GET /models); served now: {', '.join(models)}"}
+    declared = [p.openapi() for p in parameters(served)]
+    declared[0]["required"] = True   # Param has no required flag; the handler enforces it (400)
+    schema = {
+        "type": "object", "additionalProperties": False,
+        "required": ["model", "layer", "prediction", "ranking", "grid"],
+        "properties": {
+            "model": {"$ref": "#/components/schemas/Model"},
+            "layer": {"type": "string"},
+            "prediction": top_k_schema(),
+            "ranking": {"type": "array", "description": "every filter, by mean activation (the "
+                                                        "degree of activation), highest first",
+                        "items": {"type": "object", "required": ["index", "mean", "max"],
+                                  "properties": {"index": {"type": "integer"},
+                                                 "mean": {"type": "number"},
+                                                 "max": {"type": "number"}}}},
+            "grid": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png",
+                     "description": "every channel's map, labelled with its index, one scale"}}}
+    return {"/feature-maps": {"post": {
+        "summary": "A layer's feature maps for one image as a labelled grid, and its filters "
+                   "ranked by degree of activation",
+        "parameters": [model] + declared,
+        "requestBody": openapi.upload_body(served, True, 1),
+        "responses": {
+            "200": {"description": "the maps and ranking (JSON), or the grid alone with "
+                                   "Accept: image/png",
+                    "content": {"application/json": {"schema": schema}}
+                               | openapi.png_response("")["content"]}}
+                     | openapi.upload_problems() | {"404": openapi.problem_response("unknown model")}
+                     | openapi.UNEXPECTED}}}
