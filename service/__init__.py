@@ -18,13 +18,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Imported here, flaskr style, so that gunicorn.conf.py can read service.settings in the
     # master without importing onnxruntime: workers forked from a process that imported it hang
     # or abort when they exit.
-    from service import admin, dream, filters, health, models, openapi, predict, problems, v2
+    from service import admin, dream, filters, health, models, openapi, page, predict, problems, v2
+    from service import explain, feature_maps
     from service.registry import Registry
     from service.served import EXTENSION
     from service.observability import register as observe
 
     settings = settings or Settings.from_env()
-    app = Flask(__name__)
+    # No implicit /static route: service.page serves service/static, with its headers.
+    app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False
     # Pillow's decompression-bomb guard, at our bound: it warns above it and refuses above twice
@@ -33,7 +35,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION] = Registry.load(settings)
     problems.register(app)
     observe(app)   # request ids, JSON access log, request metrics, GET /metrics
-    for module in (predict, filters, dream, models, admin, health, openapi, v2):
+    for module in (predict, filters, dream, models, admin, health, openapi, v2, page, explain,
+                   feature_maps):
         app.register_blueprint(module.blueprint)
     app.register_blueprint(openapi.docs)
     return app

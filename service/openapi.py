@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from flask_swagger_ui import get_swaggerui_blueprint
 
-from service import dream, filters, predict, v2
+from service import dream, explain, feature_maps, filters, page, predict, v2
 from service.images import MEDIA_TYPES
 from service.observability import openapi_path as metrics_path
 from service.served import EXTENSION, Served, current
@@ -21,7 +21,7 @@ def document():
     return jsonify(build(current(), current_app.extensions[EXTENSION].names()))
 
 
-def _problem(description: str) -> dict:
+def problem_response(description: str) -> dict:
     return {"description": description,
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
@@ -32,15 +32,15 @@ def _json(description: str, schema: str, headers: dict | None = None) -> dict:
     return response | ({"headers": headers} if headers else {})
 
 
-def _png(description: str) -> dict:
+def png_response(description: str) -> dict:
     return {"description": description,
             "content": {"image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}}}
 
 
-_UNEXPECTED = {"500": _problem("unexpected server error (details only in the server log)")}
+UNEXPECTED = {"500": problem_response("unexpected server error (details only in the server log)")}
 
 
-def _upload(served: Served, required: bool, max_batch: int) -> dict:
+def upload_body(served: Served, required: bool, max_batch: int) -> dict:
     binary = {"type": "string", "contentMediaType": "application/octet-stream"}
     base64 = {"type": "string", "contentEncoding": "base64",
               "description": "base64 of a PNG, JPEG, WebP, BMP or GIF file, or a data URL"}
@@ -61,18 +61,18 @@ def _upload(served: Served, required: bool, max_batch: int) -> dict:
                            "16-bit, CMYK, EXIF-rotated)"}
 
 
-def _upload_problems() -> dict:
-    return {"400": _problem("no image, empty image, bad JSON or base64, or a malformed parameter"),
-            "413": _problem("body, pixel count or number of images over the limit"),
-            "415": _problem("unsupported content type"),
-            "422": _problem("not a decodable image, or a parameter outside its bounds")}
+def upload_problems() -> dict:
+    return {"400": problem_response("no image, empty image, bad JSON or base64, or a malformed parameter"),
+            "413": problem_response("body, pixel count or number of images over the limit"),
+            "415": problem_response("unsupported content type"),
+            "422": problem_response("not a decodable image, or a parameter outside its bounds")}
 
 
 def _paths(served: Served, models: list[str]) -> dict:
     model = {"name": "model", "in": "query", "required": False,
              "schema": {"type": "string", "default": served.settings.default_model},
              "description": f"the model to use (GET /models); served now: {', '.join(models)}"}
-    unknown_model = {"404": _problem("unknown model")}
+    unknown_model = {"404": problem_response("unknown model")}
     layer_names = [layer["name"] for layer in served.bundle.layers]
     layer = {"name": "layer", "in": "path", "required": True, "schema": {"type": "string"},
              "description": f"one of {', '.join(layer_names)}"}
@@ -80,70 +80,71 @@ def _paths(served: Served, models: list[str]) -> dict:
             "schema": {"type": "string", "pattern": r"^([0-9]+|atlas|weights)$"},
             "description": "a filter index, 'atlas' (all filters in a grid) or 'weights' (raw "
                            "kernels; first conv layer only)"}
-    not_found = {"404": _problem("unknown model, layer or filter")}
+    not_found = {"404": problem_response("unknown model, layer or filter")}
     return {
         "/predict": {"post": {
             "summary": "Classify one or more images; optionally the degree of activation of "
                        "every filter and feature maps",
             "parameters": [model] + [p.openapi() for p in predict.parameters(served)],
-            "requestBody": _upload(served, True, served.settings.max_batch),
+            "requestBody": upload_body(served, True, served.settings.max_batch),
             "responses": {"200": _json("one result per image, in order", "Prediction")}
-                         | _upload_problems() | unknown_model | _UNEXPECTED}},
+                         | upload_problems() | unknown_model | UNEXPECTED}},
         "/dream": {"post": {
             "summary": "Deep Dream an uploaded image, or maximise a target from noise or grey",
             "parameters": [model] + [p.openapi() for p in dream.parameters(served)],
-            "requestBody": _upload(served, False, 1),
+            "requestBody": upload_body(served, False, 1),
             "responses": {
                 "200": {"description": "the dreamed image (PNG, or JSON by Accept)",
                         "headers": {"X-Dream-Steps-Done": {"schema": {"type": "integer"}},
                                     "X-Dream-Budget-Exhausted": {
                                         "schema": {"type": "string", "enum": ["true", "false"]},
                                         "description": "true: the time budget cut it short"}},
-                        "content": _png("")["content"] | {"application/json": {
+                        "content": png_response("")["content"] | {"application/json": {
                             "schema": {"$ref": "#/components/schemas/Dream"}}}}}
-                         | _upload_problems() | unknown_model | _UNEXPECTED}},
+                         | upload_problems() | unknown_model | UNEXPECTED}},
         "/filters": {"get": {
             "summary": "Every explainable layer with its kind, size, kernel, receptive field and links",
             "parameters": [model],
-            "responses": {"200": _json("the layers", "Layers")} | unknown_model | _UNEXPECTED}},
+            "responses": {"200": _json("the layers", "Layers")} | unknown_model | UNEXPECTED}},
         "/filters/{layer}": {"get": {
             "summary": "A layer and its filters",
             "parameters": [layer, model],
-            "responses": {"200": _json("the layer", "LayerFilters")} | not_found | _UNEXPECTED}},
+            "responses": {"200": _json("the layer", "LayerFilters")} | not_found | UNEXPECTED}},
         "/filters/{layer}/{item}": {"get": {
             "summary": "What a filter has learned (the image that maximises it), the layer's "
                        "atlas, or the first conv layer's raw kernels",
             "parameters": [layer, item, model, filters.scale_param(served, None).openapi()],
-            "responses": {"200": _png("the picture"),
-                          "400": _problem("scale is not an integer"),
-                          "422": _problem("scale outside its bounds")} | not_found | _UNEXPECTED}},
+            "responses": {"200": png_response("the picture"),
+                          "400": problem_response("scale is not an integer"),
+                          "422": problem_response("scale outside its bounds")} | not_found | UNEXPECTED}},
         "/healthz": {"get": {"summary": "The process answers",
                              "responses": {"200": _json("alive", "Health")}}},
         "/readyz": {"get": {"summary": "Every model is loaded and a warm-up inference ran",
                             "responses": {"200": _json("ready", "Ready")}}},
         "/metrics": metrics_path(),
         "/models": {"get": {"summary": "The model repository: every served model",
-                            "responses": {"200": _json("the models", "Models")} | _UNEXPECTED}},
+                            "responses": {"200": _json("the models", "Models")} | UNEXPECTED}},
         "/models/{name}": {"get": {
             "summary": "One served model",
             "parameters": [{"name": "name", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
-            "responses": {"200": _json("the model", "ModelInfo")} | unknown_model | _UNEXPECTED}},
+            "responses": {"200": _json("the model", "ModelInfo")} | unknown_model | UNEXPECTED}},
         "/admin/reload": {"post": {
             "summary": "Load new and changed bundles, drop removed ones, in every worker; a "
                        "broken bundle is rejected and the version served before stays",
             "security": [{"adminToken": []}],
             "responses": {"200": _json("what changed", "Reload"),
-                          "401": _problem("missing or wrong token"),
-                          "404": _problem("admin endpoints are off (no CNNLENS_ADMIN_TOKEN)")}
-                         | _UNEXPECTED}},
+                          "401": problem_response("missing or wrong token"),
+                          "404": problem_response("admin endpoints are off (no CNNLENS_ADMIN_TOKEN)")}
+                         | UNEXPECTED}},
         "/docs/": {"get": {"summary": "Swagger UI for this document",
                            "responses": {"200": {"description": "HTML",
                                                  "content": {"text/html": {}}}}}},
         "/openapi.json": {"get": {"summary": "This document",
                                   "responses": {"200": {"description": "OpenAPI 3.1",
                                                         "content": {"application/json": {}}}}}},
-    } | v2.openapi_paths(served, models)
+    } | v2.openapi_paths(served, models) | page.openapi_paths() \
+        | explain.openapi_paths(served, models) | feature_maps.openapi_paths(served, models)
 
 
 def _schemas() -> dict:

@@ -1,0 +1,85 @@
+"""The web playground: GET / and its static files (service/static), plain ES modules, no CDN and
+no build step. The page is a client of the public HTTP API like any other (same origin).
+
+The page and its files carry a Content-Security-Policy without 'unsafe-inline' (the page has no
+inline script or style; bar widths are set through the CSSOM, which CSP allows), so an injected
+tag cannot run; images may be data: (base64 PNGs in JSON answers) and blob: (dream downloads).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, send_from_directory
+
+from service.problems import not_found
+
+STATIC = Path(__file__).with_name("static")
+blueprint = Blueprint("page", __name__)
+
+CSP = "; ".join([
+    "default-src 'self'",
+    "img-src 'self' data: blob:",
+    "script-src 'self'",
+    "style-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+])
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+# Only these are served from service/static, each with its exact type: with nosniff, a module
+# script must come with a JavaScript type, and nothing else there (editor backups, say) leaks.
+_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+
+
+@blueprint.get("/")
+def index() -> Response:
+    return _file("index.html")
+
+
+@blueprint.get("/static/<path:filename>")
+def asset(filename: str) -> Response:
+    return _file(filename)
+
+
+def _file(name: str) -> Response:
+    mimetype = _TYPES.get(Path(name).suffix)
+    if mimetype is None:
+        raise not_found(f"no static file {name!r}")
+    # Unhashed file names, so revalidate every time (ETag / Last-Modified make that a 304);
+    # send_from_directory refuses paths that leave the directory (a 404).
+    response = send_from_directory(STATIC, name, mimetype=mimetype, max_age=0)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@blueprint.after_request
+def _security_headers(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def openapi_paths() -> dict:
+    """The page's routes for /openapi.json (every route is documented there)."""
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {
+        "/": {"get": {"summary": "The web playground: draw or upload a digit, see the "
+                                 "prediction, activations, filters and dreams",
+                      "responses": {"200": {"description": "HTML", "content": {"text/html": {}}},
+                                    "304": {"description": "not modified"}}}},
+        "/static/{filename}": {"get": {
+            "summary": "The playground's scripts and style sheet",
+            "parameters": [{"name": "filename", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "the file",
+                                  "content": {media: {} for media in _TYPES.values()}},
+                          "304": {"description": "not modified"},
+                          "404": {"description": "no such file", "content": problem}}}},
+    }

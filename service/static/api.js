@@ -1,0 +1,62 @@
+// The public HTTP API, same origin. Every error answer is RFC 9457 problem+json; its `detail` is
+// written for people, so ApiError carries it to the page as the message to show.
+
+export class ApiError extends Error {
+  constructor(status, title, detail) {
+    super(detail || title || `HTTP ${status}`);
+    this.status = status;
+    this.title = title;
+  }
+}
+
+let model = null;   // null: the server's default model (no ?model= at all)
+
+export function useModel(name) {
+  model = name;
+}
+
+// Adds ?model= when a model other than the default is chosen, to every URL, images included.
+export function url(path, params = {}) {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") query.set(key, value);
+  }
+  if (model) query.set("model", model);
+  const text = query.toString();
+  return text ? `${path}?${text}` : path;
+}
+
+async function send(path, params, init) {
+  const response = await fetch(url(path, params), init);
+  if (!response.ok) throw await problem(response);
+  return response;
+}
+
+async function problem(response) {
+  try {
+    const body = await response.json();
+    return new ApiError(response.status, body.title, body.detail);
+  } catch {
+    return new ApiError(response.status, response.statusText, "");
+  }
+}
+
+export async function getJSON(path, params = {}, init = {}) {
+  return (await send(path, params, init)).json();
+}
+
+// `image` is a data URL (a canvas's toDataURL, or an uploaded file read as one): the service
+// accepts {"image": dataURL} for every image endpoint, so one body shape serves them all.
+export async function postImage(path, params, image, init = {}) {
+  const response = await send(path, params, {
+    ...init,
+    method: "POST",
+    headers: {"Content-Type": "application/json", "Accept": "application/json"},
+    body: image === null ? undefined : JSON.stringify({image}),
+  });
+  return response.json();
+}
+
+export function png(base64) {
+  return `data:image/png;base64,${base64}`;
+}

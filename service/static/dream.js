@@ -1,0 +1,115 @@
+// The dream panel: POST /dream with a target built from the form (layer, layer:k or class:k),
+// before and after pictures, and the result as a downloadable PNG behind a blob: URL (the data
+// stays in the page; no second request).
+
+import {postImage} from "./api.js";
+
+function byId(id) {
+  return document.getElementById(id);
+}
+
+function pngBlob(base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  return new Blob([bytes], {type: "image/png"});
+}
+
+export class Dream {
+  constructor(layers, labels, {input, onError, limits, signal}) {
+    this.layers = layers;
+    this.labels = labels;
+    this.input = input;          // () => the current data URL, or null
+    this.onError = onError;
+    this.blobURL = null;
+    this.kind = byId("dream-kind");
+    this.layer = byId("dream-layer");
+    this.index = byId("dream-index");
+    this.steps = byId("dream-steps");
+    this.octaves = byId("dream-octaves");
+    this.start = byId("dream-start");
+    this.button = byId("dream");
+    if (limits.steps) this.steps.max = limits.steps;
+    if (limits.octaves) this.octaves.max = limits.octaves;
+    for (const layer of layers.filter((entry) => entry.kind !== "output")) {
+      this.layer.append(new Option(`${layer.name} (${layer.kind}, ${layer.channels})`, layer.name));
+    }
+    this.layer.value = layers.filter((entry) => entry.kind === "conv").at(-1)?.name ?? this.layer.value;
+    this.kind.addEventListener("change", () => this.fit(), {signal});
+    this.layer.addEventListener("change", () => this.fit(), {signal});
+    this.button.addEventListener("click", () => this.run(), {signal});
+    this.fit();
+  }
+
+  // Show only the fields the chosen kind of target uses, with the right bound on the index.
+  fit() {
+    const kind = this.kind.value;
+    byId("dream-layer-field").hidden = kind === "class";
+    byId("dream-index-field").hidden = kind === "layer";
+    const count = kind === "class" ? this.labels.length
+      : this.layers.find((entry) => entry.name === this.layer.value)?.channels ?? 1;
+    this.index.max = count - 1;
+    if (Number(this.index.value) > count - 1) this.index.value = count - 1;
+  }
+
+  targets() {
+    const kind = this.kind.value;
+    if (kind === "class") return `class:${this.index.value}`;
+    if (kind === "layer") return this.layer.value;
+    return `${this.layer.value}:${this.index.value}`;
+  }
+
+  // Dense layers and classes see only 28x28 digits, at one scale: so one octave, and a drawing
+  // goes through the same digit preprocessing as /predict.
+  async run() {
+    const status = byId("dream-status");
+    const kind = this.kind.value;
+    const layer = this.layers.find((entry) => entry.name === this.layer.value);
+    const convOnly = kind !== "class" && layer?.kind === "conv";
+    const fromImage = this.start.value === "image";
+    const image = fromImage ? this.input() : null;
+    if (fromImage && !image) {
+      this.onError(new Error("Draw or upload something first to dream from it, or start from noise."));
+      return;
+    }
+    const params = {
+      targets: this.targets(), steps: this.steps.value,
+      octaves: convOnly ? this.octaves.value : 1,
+      start: fromImage ? "image" : "noise",
+      preprocess: fromImage && !convOnly ? "digit" : undefined,
+    };
+    this.button.disabled = true;
+    status.textContent = "Dreaming…";
+    try {
+      const answer = await postImage("/dream", params, image);
+      this.showBefore(image);
+      this.showAfter(answer);
+      status.textContent = `${answer.targets}: objective ${answer.objective_before.toFixed(3)} → ` +
+        `${answer.objective_after.toFixed(3)} in ${answer.steps_done} steps` +
+        (answer.budget_exhausted ? " (stopped by the time budget)" : "");
+    } catch (error) {
+      status.textContent = "";
+      this.onError(error);
+    } finally {
+      this.button.disabled = false;
+    }
+  }
+
+  showBefore(image) {
+    const before = byId("dream-before");
+    before.hidden = !image;
+    if (image) before.src = image;
+    byId("dream-before-caption").textContent = image ? "before" : "before: random noise";
+  }
+
+  showAfter(answer) {
+    // The previous result's blob is no longer shown or linked: free it.
+    if (this.blobURL) URL.revokeObjectURL(this.blobURL);
+    this.blobURL = URL.createObjectURL(pngBlob(answer.image));
+    const after = byId("dream-after");
+    after.src = this.blobURL;
+    after.hidden = false;
+    const link = byId("dream-download");
+    link.href = this.blobURL;
+    link.download = `dream-${this.targets().replace(/[^\w-]+/g, "_")}.png`;
+    link.hidden = false;
+  }
+}

@@ -1,0 +1,215 @@
+// What the page shows about the network: class probabilities, per-layer activation bars and
+// feature maps, the filter inspector (with an explanation when the service has POST /explain),
+// and the atlas browser. Bars are buttons, so every filter is reachable by keyboard.
+
+import {getJSON, png, postImage, url} from "./api.js";
+
+const FILTER_SCALE = 8;   // filter pictures are 28x28: 224 px, crisp (nearest neighbour)
+const TILE_SCALE = 2;
+
+function element(tag, properties = {}, children = []) {
+  const node = Object.assign(document.createElement(tag), properties);
+  node.append(...children);
+  return node;
+}
+
+function percent(p) {
+  return `${(100 * p).toFixed(1)}%`;
+}
+
+// The ten classes as a bar chart, in label order so that bars do not jump around while drawing.
+export class Probabilities {
+  constructor(list, top, labels) {
+    this.top = top;
+    this.rows = labels.map((label) => {
+      const fill = element("span", {className: "fill"});
+      const value = element("span", {className: "value", textContent: "–"});
+      list.append(element("li", {}, [
+        element("span", {className: "label", textContent: label}),
+        element("span", {className: "track"}, [fill]),
+        value]));
+      return {fill, value};
+    });
+  }
+
+  show(topK) {
+    for (const {index, probability} of topK) {
+      const row = this.rows[index];
+      row.fill.style.width = percent(probability);
+      row.value.textContent = percent(probability);
+    }
+    const best = topK[0];
+    this.top.textContent = `Prediction: ${best.label} (${percent(best.probability)})`;
+  }
+
+  reset() {
+    for (const row of this.rows) {
+      row.fill.style.width = "0";
+      row.value.textContent = "–";
+    }
+    this.top.textContent = "Draw a digit to start.";
+  }
+}
+
+// One block per layer: a bar per filter (its degree of activation, scaled to the layer's
+// largest so the strongest filter is full height) and, for conv layers, the feature maps.
+export class Layers {
+  constructor(container, layers, {onFilter, featureMaps, onError}) {
+    this.blocks = new Map();
+    for (const layer of layers) {
+      const bars = element("div", {className: "filter-bars", role: "group"});
+      bars.setAttribute("aria-label", `${layer.name}: one bar per filter`);
+      const buttons = [];
+      for (let k = 0; k < layer.channels; k++) {
+        const fill = element("span", {className: "fill"});
+        const button = element("button", {type: "button", className: "fbar"}, [fill]);
+        button.setAttribute("aria-label", `${layer.name} filter ${k}`);
+        button.title = `${layer.name} filter ${k}`;
+        button.addEventListener("click", () => onFilter(layer, k));
+        bars.append(button);
+        buttons.push({button, fill});
+      }
+      const block = element("section", {className: "layer"}, [
+        element("h3", {textContent: `${layer.name} · ${layer.kind}, ${layer.channels} ` +
+                                    (layer.kind === "conv" ? "filters" : "units")}),
+        bars]);
+      const spatial = layer.shape.length === 3;
+      let maps = null;
+      if (spatial) {
+        maps = element("img", {className: "maps", alt: `${layer.name} feature maps`, hidden: true});
+        block.append(element("figure", {}, [maps,
+          element("figcaption", {textContent: "feature maps (one scale: the brightest map fires most)"})]));
+        if (featureMaps) block.append(this.labelledButton(layer, maps, onError));
+      }
+      container.append(block);
+      this.blocks.set(layer.name, {layer, buttons, maps});
+    }
+  }
+
+  // Only when the service has POST /feature-maps: a labelled grid and the filters ranked.
+  labelledButton(layer, maps, onError) {
+    const ranking = element("p", {className: "ranking"});
+    const button = element("button", {type: "button", textContent: "Labelled maps and ranking"});
+    button.addEventListener("click", async () => {
+      if (!this.input) return;
+      try {
+        const answer = await postImage("/feature-maps", {layer: layer.name}, this.input);
+        maps.src = png(answer.grid);
+        maps.hidden = false;
+        ranking.textContent = "Strongest: " + answer.ranking.slice(0, 5)
+          .map((entry) => `${entry.index} (${entry.mean.toFixed(2)})`).join(", ");
+      } catch (error) {
+        onError(error);
+      }
+    });
+    return element("div", {className: "controls"}, [button, ranking]);
+  }
+
+  show(result, input) {
+    this.input = input;
+    for (const [name, {buttons, maps}] of this.blocks) {
+      const degrees = result.activations?.[name];
+      if (degrees) {
+        const peak = Math.max(...degrees.mean.map(Math.abs), 1e-9);
+        degrees.mean.forEach((mean, k) => {
+          const {button, fill} = buttons[k];
+          fill.style.height = `${Math.max(0, (100 * mean) / peak).toFixed(1)}%`;
+          const text = `${name} filter ${k}: activation ${mean.toFixed(3)}, max ${degrees.max[k].toFixed(3)}`;
+          button.setAttribute("aria-label", text);
+          button.title = text;
+        });
+      }
+      const grid = result.feature_maps?.[name];
+      if (maps && grid) {
+        maps.src = png(grid);
+        maps.hidden = false;
+      }
+    }
+  }
+
+  degree(name, k) {
+    return this.blocks.get(name)?.buttons[k]?.button.title;
+  }
+}
+
+// What one filter has learned (GET /filters/{layer}/{k}) and, with POST /explain, why the
+// network decided what it did on the current input.
+export class Inspector {
+  constructor(root, {explain, layers, onError, signal}) {
+    this.root = root;
+    this.layers = layers;
+    this.onError = onError;
+    this.image = root.querySelector("#filter-image");
+    this.caption = root.querySelector("#filter-caption");
+    this.explainFigure = root.querySelector("#explain-figure");
+    this.explainImage = root.querySelector("#explain-image");
+    this.explainCaption = root.querySelector("#explain-caption");
+    this.method = root.querySelector("#explain-method");
+    this.explainAvailable = explain;
+    root.querySelector("#explain-controls").hidden = !explain;
+    root.querySelector("#explain").addEventListener("click", () => this.explain(), {signal});
+    this.current = null;
+  }
+
+  show(layer, k, degree, input) {
+    this.current = {layer, k};
+    this.input = input;
+    this.root.hidden = false;
+    this.image.src = url(`/filters/${layer.name}/${k}`, {scale: FILTER_SCALE});
+    this.image.alt = `The image that maximises ${layer.name} ${layer.kind === "output" ? "class" : "filter"} ${k}`;
+    this.caption.textContent = `${layer.name} filter ${k}: what it responds to most` +
+      (degree ? ` — now ${degree.split(": ")[1]}` : "");
+    this.root.scrollIntoView({block: "nearest"});
+    if (this.explainAvailable && input) this.explain();
+  }
+
+  // Grad-CAM needs a conv layer: the clicked one, or else the last conv layer. A click on an
+  // output unit explains that class; otherwise the predicted class.
+  async explain() {
+    if (!this.current || !this.input) return;
+    const {layer, k} = this.current;
+    const convs = this.layers.filter((entry) => entry.kind === "conv");
+    const method = this.method.value;
+    const params = {method};
+    if (method === "gradcam") params.layer = layer.kind === "conv" ? layer.name : convs.at(-1)?.name;
+    if (layer.kind === "output") params.target = k;
+    try {
+      const answer = await postImage("/explain", params, this.input);
+      this.explainImage.src = png(answer.overlay);
+      this.explainImage.alt = `${method} for class ${answer.target.label}`;
+      this.explainCaption.textContent = `${this.method.selectedOptions[0].textContent}` +
+        `${params.layer ? ` on ${params.layer}` : ""}, class ${answer.target.label} ` +
+        `(${percent(answer.target.probability)})`;
+      this.explainFigure.hidden = false;
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+}
+
+// Every filter of a layer as a tile (a button), which is the atlas made browsable.
+export class Atlas {
+  constructor(select, container, link, layers, onFilter, signal) {
+    this.container = container;
+    this.link = link;
+    this.onFilter = onFilter;
+    this.layers = layers.filter((layer) => layer.links.atlas);
+    for (const layer of this.layers) select.append(element("option", {value: layer.name, textContent: layer.name}));
+    select.addEventListener("change", () => this.open(select.value), {signal});
+  }
+
+  async open(name) {
+    const layer = this.layers.find((entry) => entry.name === name);
+    if (!layer) return;
+    this.link.href = url(layer.links.atlas, {scale: 4});
+    const described = await getJSON(layer.links.self);
+    this.container.replaceChildren(...described.filters.filter((f) => f.image).map((f) => {
+      const tile = element("button", {type: "button", className: "tile"}, [
+        element("img", {src: url(f.image, {scale: TILE_SCALE}), alt: "", width: 56, height: 56, loading: "lazy"}),
+        element("span", {textContent: String(f.index)})]);
+      tile.setAttribute("aria-label", `${layer.name} filter ${f.index}`);
+      tile.addEventListener("click", () => this.onFilter(layer, f.index));
+      return tile;
+    }));
+  }
+}
