@@ -15,10 +15,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from lens.optvis.objectives import Objective, ObjectiveError
 from lens.optvis.render import Result, Settings as RenderSettings, render
-from service import colour, grids, images, observability, params, targets
+from service import colour, grids, images, observability, params, preprocess, targets
 from service.params import Param
-from service.predict import PREPROCESS_SIDE
-from service.preprocess import model_input
 from service.problems import unprocessable
 from service.served import Served, current
 
@@ -97,8 +95,8 @@ def _from_upload(served: Served, mode: str):
     limits = served.settings
     spec = served.bundle.manifest["input"]
     if mode == "digit":
-        decoded = images.from_request(request, 1, limits.max_pixels, shrink_to=PREPROCESS_SIDE)[0]
-        return model_input(decoded, spec, "digit"), _planes_to_picture
+        start = preprocess.from_request(request, spec, "digit", 1, limits.max_pixels)[0]
+        return start, _planes_to_picture
     decoded = images.from_request(request, 1, limits.max_pixels, max_side=_largest_side(served))[0]
     height, width = decoded.rgb.shape[:2]
     if min(height, width) < spec["min_side"]:

@@ -11,10 +11,10 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from lens import attribution
-from service import grids, images, observability, params
+from service import grids, observability, params, preprocess
 from service.params import Param
-from service.predict import PREPROCESS_SIDE, top_k_labels
-from service.preprocess import MODES, default_mode, model_input
+from service.predict import top_k_labels
+from service.preprocess import MODES, default_mode
 from service.problems import unprocessable
 from service.served import Served, current
 
@@ -64,9 +64,8 @@ def explain():
     values = params.read_all(parameters(served))
     if values["method"] == "gradcam" and values["layer"] is None:
         raise unprocessable("method=gradcam: this model has no conv layer")
-    decoded = images.from_request(request, 1, served.settings.max_pixels,
-                                  shrink_to=PREPROCESS_SIDE)[0]
-    image = model_input(decoded, spec, values["preprocess"])
+    image = preprocess.from_request(request, spec, values["preprocess"], 1,
+                                    served.settings.max_pixels)[0]
     outputs = {name: value[0] for name, value in served.infer(image[None]).items()}
     probabilities = outputs["probabilities"]
     target = values["target"]

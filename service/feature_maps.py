@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
-from service import grids, images, params
+from service import grids, params, preprocess
 from service.params import Param
-from service.predict import PREPROCESS_SIDE, degrees, spatial_layers, top_k_labels
-from service.preprocess import MODES, default_mode, model_input
+from service.predict import degrees, spatial_layers, top_k_labels
+from service.preprocess import MODES, default_mode
 from service.problems import bad_request
 from service.served import Served, current
 
@@ -34,9 +34,8 @@ def feature_maps():
     layer = values["layer"]
     if layer is None:
         raise bad_request("layer is required: one of " + ", ".join(spatial_layers(served)))
-    decoded = images.from_request(request, 1, served.settings.max_pixels,
-                                  shrink_to=PREPROCESS_SIDE)[0]
-    image = model_input(decoded, bundle.manifest["input"], values["preprocess"])
+    image = preprocess.from_request(request, bundle.manifest["input"], values["preprocess"], 1,
+                                    served.settings.max_pixels)[0]
     outputs = served.infer(image[None])
     activation = outputs[layer][0]
     # One scale for every map (the layer's largest activation is white), so the grid shows which

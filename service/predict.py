@@ -4,16 +4,13 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint, jsonify, request
 
-from service import grids, images, params
+from service import grids, params, preprocess
 from service.params import Param
-from service.preprocess import MODES, default_mode, model_input
+from service.preprocess import MODES, default_mode
 from service.problems import unprocessable
 from service.served import Served, current
 
 blueprint = Blueprint("predict", __name__)
-# Images are scaled down to fit this before preprocessing: ample for finding and cropping a digit
-# that ends up 20 pixels tall, and it bounds the memory a large photo costs.
-PREPROCESS_SIDE = 512
 
 
 def parameters(served: Served) -> list[Param]:
@@ -38,9 +35,8 @@ def predict():
     values = params.read_all(parameters(served))
     top_k, with_activations = values["top_k"], values["activations"]
     mapped = _feature_map_layers(served, params.names(values["feature_maps"]))
-    decoded = images.from_request(request, served.settings.max_batch, served.settings.max_pixels,
-                                  shrink_to=PREPROCESS_SIDE)
-    batch = np.stack([model_input(image, spec, values["preprocess"]) for image in decoded])
+    batch = preprocess.from_request(request, spec, values["preprocess"], served.settings.max_batch,
+                                    served.settings.max_pixels)
     outputs = served.infer(batch)
     results = []
     for n in range(len(batch)):

@@ -23,11 +23,21 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from service import images
 from service.images import Decoded
 
 MODES = ("digit", "none")
+# Images are scaled down to fit this before preprocessing: ample for finding and cropping a digit
+# that ends up 20 pixels tall, and it bounds the memory a large photo costs.
+PREPROCESS_SIDE = 512
 _STROKE = 0.2           # brightness above which a pixel counts as part of the digit
 _BOX_FRACTION = 20 / 28  # MNIST: digits fit a 20x20 box in the 28x28 image
+
+
+def from_request(request, spec: dict, mode: str, max_images: int, max_pixels: int) -> np.ndarray:
+    """The request's images (decoded by service.images), preprocessed: an N x C x H x W batch."""
+    decoded = images.from_request(request, max_images, max_pixels, shrink_to=PREPROCESS_SIDE)
+    return np.stack([model_input(image, spec, mode) for image in decoded])
 
 
 def model_input(image: Decoded, spec: dict, mode: str) -> np.ndarray:

@@ -41,8 +41,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from service import VERSION, images
-from service.predict import PREPROCESS_SIDE
-from service.preprocess import MODES, default_mode, model_input
+from service.preprocess import MODES, PREPROCESS_SIDE, default_mode, model_input
 from service.problems import Problem, drain_oversized_body
 from service.served import EXTENSION, Served
 
