@@ -36,7 +36,7 @@ def feature_maps():
         raise bad_request("layer is required: one of " + ", ".join(spatial_layers(served)))
     image = preprocess.from_request(request, bundle.manifest["input"], values["preprocess"], 1,
                                     served.settings.max_pixels)[0]
-    outputs = served.infer(image[None])
+    outputs = served.infer(image[None], ["probabilities", layer])
     activation = outputs[layer][0]
     # One scale for every map (the layer's largest activation is white), so the grid shows which
     # filters fire most, not just where each fires; as /predict's feature_maps.

@@ -37,7 +37,7 @@ def predict():
     mapped = _feature_map_layers(served, params.names(values["feature_maps"]))
     batch = preprocess.from_request(request, spec, values["preprocess"], served.settings.max_batch,
                                     served.settings.max_pixels)
-    outputs = served.infer(batch)
+    outputs = served.infer(batch, None if with_activations else ["probabilities", *mapped])
     results = []
     for n in range(len(batch)):
         result = {"top_k": top_k_labels(outputs["probabilities"][n], bundle.labels, top_k)}

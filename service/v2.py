@@ -205,7 +205,7 @@ def infer(name: str, version: str | None = None):
                       _flag(parameters.get("binary_data_output", False),
                             "parameters.binary_data_output"))
     batch = _batch(served, inputs, parameters)
-    results = served.infer(batch)
+    results = served.infer(batch, [output for output, _ in wanted])
     body = {"model_name": served.bundle.name, "model_version": served.bundle.manifest["version"]}
     if "id" in document:
         if not isinstance(document["id"], str):
