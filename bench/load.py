@@ -1,0 +1,28 @@
+"""wrk on loopback: a bounded run of POSTs of one file, parsed into throughput and latency."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+SCRIPT = Path(__file__).with_name("post_file.lua")
+
+
+def wrk(url: str, file: Path, connections: int, seconds: float,
+        stop_after: int | None = None) -> dict:
+    """One wrk thread (the machine's cores are for the server), `connections` connections."""
+    assert url.startswith("http://127.0.0.1:"), "loopback only"
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s",
+            "-s", str(SCRIPT), url, "--", str(file)] + ([str(stop_after)] if stop_after else [])
+    for attempt in (1, 2):   # wrk rarely exits 1 mid-run on a busy machine; retry once
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+        if done.returncode == 0 and "WRK_JSON " in done.stdout:
+            break
+        print(f"  wrk failed (exit {done.returncode}): {done.stderr.strip()[-300:]}", flush=True)
+    else:
+        raise RuntimeError(f"wrk failed twice: {argv}")
+    line = next(l for l in done.stdout.splitlines() if l.startswith("WRK_JSON "))
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    return {"rps": raw["requests"] / (raw["duration_us"] / 1e6),
+            "p50_ms": raw["p50_us"] / 1000, "p99_ms": raw["p99_us"] / 1000,
+            "requests": raw["requests"], "errors": raw["errors"], "non_2xx": raw["non_2xx"]}

@@ -1,0 +1,31 @@
+-- wrk script: POST one file as multipart `file` (argv: path [stop_after_n_requests]), and print a
+-- JSON summary line (requests, errors, latency percentiles in microseconds) when done.
+local boundary = "cnnlensbench7d1f"
+local stop_after = nil
+local count = 0
+
+function init(args)
+  local f = assert(io.open(args[1], "rb"))
+  local data = f:read("*a")
+  f:close()
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. boundary
+  wrk.body = "--" .. boundary .. "\r\n" ..
+    'Content-Disposition: form-data; name="file"; filename="image.png"\r\n' ..
+    "Content-Type: image/png\r\n\r\n" .. data .. "\r\n--" .. boundary .. "--\r\n"
+  if args[2] then stop_after = tonumber(args[2]) end
+end
+
+function response(status, headers, body)
+  count = count + 1
+  if stop_after and count >= stop_after then wrk.thread:stop() end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "errors": %d, "non_2xx": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end

@@ -1,0 +1,81 @@
+"""Start gunicorn servers on free loopback ports, find their workers, stop them."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+CONFIGS = {   # kind -> (gunicorn config, extra environment)
+    "cnn-lens": ("gunicorn.conf.py", {}),
+    "ceiling": ("bench/gunicorn_bench.conf.py", {"BENCH_WSGI_APP": "bench.ceiling_app:app"}),
+    "naive": ("bench/gunicorn_bench.conf.py", {"BENCH_WSGI_APP": "bench.naive_app:app"}),
+}
+LOG_DIR = Path(tempfile.mkdtemp(prefix="cnnlens-bench-"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Server:
+    kind: str
+    process: subprocess.Popen
+    base: str
+    ready_seconds: float   # process start to the first /readyz 200
+
+    def worker_pids(self) -> list[int]:
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+    def worker_rss_mb(self) -> list[float]:
+        sizes = []
+        for pid in self.worker_pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(int(line.split()[1]) / 1024)
+        return sizes
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start(kind: str, **settings) -> Server:
+    """`settings`: CNNLENS_* overrides, e.g. start("cnn-lens", MAX_BATCH=256)."""
+    config, extra = CONFIGS[kind]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNNLENS_")}
+    env |= extra | {f"CNNLENS_{k.upper()}": str(v) for k, v in settings.items()}
+    env |= {"CNNLENS_BIND": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT)}
+    log = open(LOG_DIR / f"{kind}-{port}.log", "wb")
+    began = time.perf_counter()
+    process = subprocess.Popen([GUNICORN, "-c", config], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = began + 60
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return Server(kind, process, base, time.perf_counter() - began)
+        except OSError:
+            pass
+        if process.poll() is not None or time.perf_counter() > deadline:
+            process.kill()
+            raise RuntimeError(f"{kind} did not become ready; log: {log.name}")
+        time.sleep(0.01)
