@@ -130,9 +130,6 @@ def openapi_paths(served: Served, models: list[str]) -> dict:
     """/explain for /openapi.json, its schema inline."""
     from service import openapi   # imported here: service.openapi imports this module
 
-    model = {"name": "model", "in": "query", "required": False,
-             "schema": {"type": "string", "default": served.settings.default_model},
-             "description": f"the model to use (GET /models); served now: {', '.join(models)}"}
     png_base64 = {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}
     schema = {
         "type": "object", "additionalProperties": False,
@@ -152,18 +149,12 @@ def openapi_paths(served: Served, models: list[str]) -> dict:
             "values": {"type": "array", "description": "raw=true: the attribution map (H x W) "
                                                        "before scaling for display",
                        "items": {"type": "array", "items": {"type": "number"}}}}}
-    return {"/explain": {"post": {
-        "summary": "Explain one prediction: an attribution map of a class by saliency, "
-                   "SmoothGrad, Integrated Gradients or Grad-CAM",
-        "parameters": [model] + [p.openapi() for p in parameters(served)],
-        "requestBody": openapi.upload_body(served, True, 1),
-        "responses": {
-            "200": {"description": "the explanation (JSON), or the overlay alone with "
-                                   "Accept: image/png",
-                    "content": {"application/json": {"schema": schema}}
-                               | openapi.png_response("")["content"]}}
-                     | openapi.upload_problems() | {"404": openapi.problem_response("unknown model")}
-                     | openapi.UNEXPECTED}}}
+    return {"/explain": openapi.one_image_operation(
+        served, models,
+        "Explain one prediction: an attribution map of a class by saliency, SmoothGrad, "
+        "Integrated Gradients or Grad-CAM",
+        [p.openapi() for p in parameters(served)], schema,
+        "the explanation (JSON), or the overlay alone with Accept: image/png")}
 
 
 def top_k_schema() -> dict:

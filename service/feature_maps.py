@@ -61,9 +61,6 @@ def openapi_paths(served: Served, models: list[str]) -> dict:
     from service import openapi   # imported here: service.openapi imports this module
     from service.explain import top_k_schema
 
-    model = {"name": "model", "in": "query", "required": False,
-             "schema": {"type": "string", "default": served.settings.default_model},
-             "description": f"the model to use (GET /models); served now: {', '.join(models)}"}
     declared = [p.openapi() for p in parameters(served)]
     declared[0]["required"] = True   # Param has no required flag; the handler enforces it (400)
     schema = {
@@ -81,15 +78,8 @@ def openapi_paths(served: Served, models: list[str]) -> dict:
                                                  "max": {"type": "number"}}}},
             "grid": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png",
                      "description": "every channel's map, labelled with its index, one scale"}}}
-    return {"/feature-maps": {"post": {
-        "summary": "A layer's feature maps for one image as a labelled grid, and its filters "
-                   "ranked by degree of activation",
-        "parameters": [model] + declared,
-        "requestBody": openapi.upload_body(served, True, 1),
-        "responses": {
-            "200": {"description": "the maps and ranking (JSON), or the grid alone with "
-                                   "Accept: image/png",
-                    "content": {"application/json": {"schema": schema}}
-                               | openapi.png_response("")["content"]}}
-                     | openapi.upload_problems() | {"404": openapi.problem_response("unknown model")}
-                     | openapi.UNEXPECTED}}}
+    return {"/feature-maps": openapi.one_image_operation(
+        served, models,
+        "A layer's feature maps for one image as a labelled grid, and its filters ranked by "
+        "degree of activation",
+        declared, schema, "the maps and ranking (JSON), or the grid alone with Accept: image/png")}

@@ -68,10 +68,30 @@ def upload_problems() -> dict:
             "422": problem_response("not a decodable image, or a parameter outside its bounds")}
 
 
+def model_parameter(served: Served, models: list[str]) -> dict:
+    """`?model=`, which every model endpoint takes."""
+    return {"name": "model", "in": "query", "required": False,
+            "schema": {"type": "string", "default": served.settings.default_model},
+            "description": f"the model to use (GET /models); served now: {', '.join(models)}"}
+
+
+def one_image_operation(served: Served, models: list[str], summary: str, parameters: list[dict],
+                        schema: dict, answers: str) -> dict:
+    """A POST that takes one uploaded image and answers JSON (`schema`), or a PNG alone with
+    Accept: image/png (`answers` says what each is)."""
+    return {"post": {
+        "summary": summary,
+        "parameters": [model_parameter(served, models)] + parameters,
+        "requestBody": upload_body(served, True, 1),
+        "responses": {"200": {"description": answers,
+                              "content": {"application/json": {"schema": schema}}
+                                         | png_response("")["content"]}}
+                     | upload_problems() | {"404": problem_response("unknown model")}
+                     | UNEXPECTED}}
+
+
 def _paths(served: Served, models: list[str]) -> dict:
-    model = {"name": "model", "in": "query", "required": False,
-             "schema": {"type": "string", "default": served.settings.default_model},
-             "description": f"the model to use (GET /models); served now: {', '.join(models)}"}
+    model = model_parameter(served, models)
     unknown_model = {"404": problem_response("unknown model")}
     layer_names = [layer["name"] for layer in served.bundle.layers]
     layer = {"name": "layer", "in": "path", "required": True, "schema": {"type": "string"},

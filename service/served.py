@@ -34,22 +34,19 @@ class Served:
         # user's request, and let /readyz say it happened.
         start = time.perf_counter()
         image = np.zeros((1, *bundle.input_shape), np.float32)
-        served = cls(settings, bundle, graph, 0.0)
-        served._run(image)   # warm-ups are not timed into the metrics: /readyz shows them
+        # Untimed, unlike infer: warm-ups are not request metrics (/readyz shows them).
+        bundle.model.run(None, {"image": image})
         graph(image, feeds([Objective()], bundle.layers))
         return cls(settings, bundle, _TimedGraph(graph, bundle.name), time.perf_counter() - start)
 
     def infer(self, images: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """model.onnx on a float32 N x C x H x W batch in [0, 1]: the named outputs (default:
         all). Naming only those needed spares copying out every activation of a large batch."""
-        start = time.perf_counter()
-        outputs = self._run(images, outputs)
-        observability.observe_inference(self.bundle.name, len(images), time.perf_counter() - start)
-        return outputs
-
-    def _run(self, images: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         names = outputs or self.bundle.manifest["graphs"]["model"]["outputs"]
-        return dict(zip(names, self.bundle.model.run(names, {"image": images})))
+        start = time.perf_counter()
+        results = dict(zip(names, self.bundle.model.run(names, {"image": images})))
+        observability.observe_inference(self.bundle.name, len(images), time.perf_counter() - start)
+        return results
 
 
 class _TimedGraph(GradientGraph):
