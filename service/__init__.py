@@ -19,7 +19,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     # master without importing onnxruntime: workers forked from a process that imported it hang
     # or abort when they exit.
     from service import admin, dream, filters, health, models, openapi, page, predict, problems, v2
-    from service import explain, feature_maps
+    from service import explain, feature_maps, multipart
+    from service.json_provider import OrjsonProvider
     from service.registry import Registry
     from service.served import EXTENSION
     from service.observability import register as observe
@@ -27,8 +28,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     # No implicit /static route: service.page serves service/static, with its headers.
     app = Flask(__name__, static_folder=None)
+    app.request_class = multipart.Request
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
     # Pillow's decompression-bomb guard, at our bound: it warns above it and refuses above twice
     # it, a second line behind the header check in service.images.
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
