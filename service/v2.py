@@ -32,7 +32,6 @@ over CNNLENS_MAX_REQUEST_BYTES, 500 for an unexpected error (details in the log 
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 
@@ -219,11 +218,11 @@ def infer(name: str, version: str | None = None):
             blobs.append(value.tobytes())
             entry["parameters"] = {"binary_data_size": len(blobs[-1])}
         else:
-            entry["data"] = value.ravel().tolist()
+            entry["data"] = value.ravel()   # app.json writes arrays itself
         body["outputs"].append(entry)
     if not blobs:
         return jsonify(body)
-    header = json.dumps(body, separators=(",", ":")).encode()
+    header = current_app.json.dumps(body).encode()
     return Response(header + b"".join(blobs), 200, {HEADER: str(len(header))},
                     mimetype="application/octet-stream")
 
@@ -243,7 +242,7 @@ def _read_body() -> tuple[dict, bytes]:
                        f"{len(body)}; got {length!r}")
         text, binary = body[:int(length)], body[int(length):]
     try:
-        document = json.loads(text)
+        document = current_app.json.loads(text)
     except (ValueError, UnicodeDecodeError) as error:
         raise _bad(f"the inference request is not valid JSON: {error}") from None
     if not isinstance(document, dict):
