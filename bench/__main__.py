@@ -1,4 +1,4 @@
-"""python -m bench [--parts predict,batch,gradient,startup] [--quick] [--out PATH]
+"""python -m bench [--parts predict,batch,gradient,startup,workers] [--quick] [--out PATH]
 
 Measures cnn-lens on loopback, prints the tables and the issue's targets, writes JSON (and a plot
 of /predict against concurrency beside it, if matplotlib is installed)."""
@@ -10,13 +10,13 @@ import json
 import os
 from pathlib import Path
 
-from bench import batch, gradient, predict_load, startup
+from bench import batch, gradient, predict_load, startup, workers
 from bench.plot import plot
 from bench.report import tables
 from bench.stats import machine
 from bench.targets import check
 
-PARTS = ("predict", "batch", "gradient", "startup")
+PARTS = ("predict", "batch", "gradient", "startup", "workers")
 FULL = dict(rounds=3, seconds=6, batch_rounds=10, grad_rounds=3, grad_repeats=10,
             dream_repeats=5, starts=5, requests=10_000)
 QUICK = dict(rounds=1, seconds=2, batch_rounds=2, grad_rounds=1, grad_repeats=3,
@@ -42,6 +42,7 @@ def main() -> None:
         "gradient": lambda: {"steps": gradient.steps(k["grad_rounds"], k["grad_repeats"]),
                              "dream": gradient.dreams(k["dream_repeats"])},
         "startup": lambda: startup.run(k["starts"], k["requests"]),
+        "workers": lambda: workers.run(k["rounds"], k["seconds"]),
     }
     for part in parts:
         print(f"== {part}", flush=True)

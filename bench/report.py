@@ -42,6 +42,15 @@ def tables(results: dict, targets: list[dict]) -> str:
                 f"- after {s['requests']} more requests: "
                 f"{', '.join(f'{v:.1f}' for v in s['rss_mb_after_requests'])} MB "
                 f"({', '.join(f'{g:+.1f} %' for g in s['rss_growth_percent'])})", ""]
+    if "workers" in results:
+        out += ["### gunicorn workers x threads: /predict req/s and p99 ms (median over rounds)", "",
+                "| workers x threads | c8 req/s | c8 p99 | c64 req/s | c64 p99 | c8 beside dreams "
+                "req/s | its p99 |", "|---|---|---|---|---|---|---|"]
+        for name, cases in results["workers"]["configs"].items():
+            cells = [f"{cases[case]['rps']['median']:.0f} | {cases[case]['p99_ms']['median']:.1f}"
+                     for case in ("c8", "c64", "c8_beside_dreams")]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append("")
     if targets:
         out += ["### Targets (issue #6)", "", "| target | measured | bound | met |", "|---|---|---|---|"]
         for t in targets:
