@@ -55,9 +55,9 @@ def model_input(image: Decoded, spec: dict, mode: str) -> np.ndarray:
 
 def digit(grey: np.ndarray, height: int, width: int, foreground: str) -> np.ndarray:
     grey = np.asarray(grey, np.float32)
-    if np.median(_border(grey)) > 0.5:                                # step 2
+    if _median(_border(grey)) > 0.5:                                  # step 2
         grey = 1 - grey
-    background = float(np.median(_border(grey)))                    # step 3
+    background = _median(_border(grey))                              # step 3
     peak = float(grey.max())
     if peak - background < 1e-3:
         return np.zeros((height, width), np.float32)
@@ -88,11 +88,22 @@ def _border(grey: np.ndarray) -> np.ndarray:
                            grey[:, :width].ravel(), grey[:, -width:].ravel()])
 
 
+def _median(values: np.ndarray) -> float:
+    """np.median's value, without its generic machinery (a tenth of the time on a border)."""
+    middle = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, middle)[middle])
+    low, high = np.partition(values, [middle - 1, middle])[middle - 1:middle + 1]
+    return (float(low) + float(high)) / 2
+
+
 def _paste_centred(patch: np.ndarray, height: int, width: int) -> np.ndarray:
-    total = patch.sum()
-    rows, cols = np.indices(patch.shape)
-    centre_y = (rows * patch).sum() / total if total else (patch.shape[0] - 1) / 2
-    centre_x = (cols * patch).sum() / total if total else (patch.shape[1] - 1) / 2
+    total = float(patch.sum())
+    if total:
+        centre_y = float(patch.sum(axis=1) @ np.arange(patch.shape[0])) / total
+        centre_x = float(patch.sum(axis=0) @ np.arange(patch.shape[1])) / total
+    else:
+        centre_y, centre_x = (patch.shape[0] - 1) / 2, (patch.shape[1] - 1) / 2
     # Top-left corner that puts the centre of mass on the image centre, kept inside the image.
     top = int(np.clip(round((height - 1) / 2 - centre_y), 0, height - patch.shape[0]))
     left = int(np.clip(round((width - 1) / 2 - centre_x), 0, width - patch.shape[1]))
