@@ -18,12 +18,12 @@ fluctuations; the map is the absolute value of that mean (largest over channels)
 paper's reference code. `sigma` is `noise` times the width of the model's input range (the
 manifest's `value_range`, [0, 1]; the paper's sigma / (x_max - x_min)); the noisy copies are not
 clipped. The noise is drawn by `smoothgrad_noise` from numpy's PCG64 generator seeded with `seed`,
-so a seed gives the same map; all copies go through gradient.onnx in one batched run.
+so a seed gives the same map; the copies go through gradient.onnx in batches (MAX_RUN_VALUES).
 
 **Integrated Gradients** (Sundararajan, Taly and Yan 2017, "Axiomatic Attribution for Deep
 Networks", ICML). The attribution of pixel i is (x_i - x'_i) times the mean of dy_t/dx_i along the
 straight path from a baseline x' to x: a Riemann sum with `steps` points at the midpoints
-alpha = (k + 1/2) / steps, k = 0..steps-1, all in one batched run. It is *complete*: the
+alpha = (k + 1/2) / steps, k = 0..steps-1, in batches as for SmoothGrad. It is *complete*: the
 attributions sum to y_t(x) - y_t(x') (exactly in the limit; the midpoint rule's error falls as
 1/steps^2 on smooth stretches of the path, and this ReLU net is piecewise linear). The baseline is
 black (all zeros, "no ink" for MNIST) or the input blurred by a Gaussian of sigma = 1/7 of its
@@ -39,8 +39,15 @@ raises the class. It has the layer's resolution (11x11 for conv2 of the lecture 
 upsampled bilinearly to the input size (half-pixel centres, as torch's `align_corners=False`).
 The last conv layer is the usual choice: its channels are the most class-specific and it still
 has a spatial map.
+
+SmoothGrad and Integrated Gradients take an optional `deadline` (time.monotonic() seconds),
+checked before each batch: past it they raise `BudgetExhausted` rather than return a map made from
+part of their samples, which would look complete but is not the map asked for (a part of an
+Integrated Gradients path does not even add up to the logit gap).
 """
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -51,11 +58,18 @@ from lens.optvis.render import GradientGraph
 METHODS = ("saliency", "smoothgrad", "integrated_gradients", "gradcam")
 BASELINES = ("black", "blur")
 BLUR_SIGMA_FRACTION = 1 / 7     # blurred baseline: sigma as a fraction of the larger image side
-MAX_RUN_VALUES = 1 << 21        # input floats per gradient.onnx run (8 MB); larger batches are split
+# Input floats per gradient.onnx run (256 KB; 83 images at 28x28); larger batches are split. The
+# time per image is flat up to about 64 images at 28x28 and grows beyond (0.45 ms at 1 to 32,
+# 0.9 ms at 1024, measured), so small runs cost nothing and keep a deadline checked often.
+MAX_RUN_VALUES = 1 << 16
 
 
 class AttributionError(ValueError):
     """A target, layer or setting the bundle cannot explain."""
+
+
+class BudgetExhausted(RuntimeError):
+    """The deadline passed before every gradient run was done."""
 
 
 def output_layer(layers: list[dict]) -> str:
@@ -74,14 +88,18 @@ def _class_feeds(graph: GradientGraph, target: int, count: int) -> dict[str, np.
     return feeds([class_logit(target, layer)] * count, graph.layers)
 
 
-def input_gradients(graph: GradientGraph, images: np.ndarray, target: int):
-    """The target logit y_t and dy_t/dx for every image of an N x C x H x W batch, in as few
-    gradient.onnx runs as MAX_RUN_VALUES allows (one for every setting the service accepts at
-    28x28). Returns (logits N, gradients N x C x H x W)."""
+def input_gradients(graph: GradientGraph, images: np.ndarray, target: int,
+                    deadline: float | None = None):
+    """The target logit y_t and dy_t/dx for every image of an N x C x H x W batch, in runs of at
+    most MAX_RUN_VALUES input floats, each started only before `deadline` (else BudgetExhausted).
+    Returns (logits N, gradients N x C x H x W)."""
     images = np.ascontiguousarray(images, np.float32)
     chunk = max(1, MAX_RUN_VALUES // images[0].size)
     logits, grads = [], []
     for start in range(0, len(images), chunk):
+        if deadline is not None and time.monotonic() > deadline:
+            raise BudgetExhausted(f"the time budget ran out after {start} of {len(images)} "
+                                  "gradient samples")
         part = images[start:start + chunk]
         value, grad = graph(part, _class_feeds(graph, target, len(part)))
         logits.append(value)
@@ -103,10 +121,10 @@ def smoothgrad_noise(shape: tuple[int, ...], samples: int, sigma: float, seed: i
 
 
 def smoothgrad(graph: GradientGraph, image: np.ndarray, target: int, samples: int, sigma: float,
-               seed: int) -> np.ndarray:
+               seed: int, deadline: float | None = None) -> np.ndarray:
     """C x H x W image -> H x W map: max over channels of |mean of dy_t/dx over noisy copies|."""
     noisy = image[None] + smoothgrad_noise(image.shape, samples, sigma, seed)
-    _, grads = input_gradients(graph, noisy, target)
+    _, grads = input_gradients(graph, noisy, target, deadline)
     return np.abs(grads.mean(axis=0)).max(axis=0)
 
 
@@ -126,11 +144,11 @@ def path_alphas(steps: int) -> np.ndarray:
 
 
 def integrated_gradients(graph: GradientGraph, image: np.ndarray, target: int,
-                         start: np.ndarray, steps: int) -> np.ndarray:
+                         start: np.ndarray, steps: int, deadline: float | None = None) -> np.ndarray:
     """C x H x W attributions (x - x') * mean of dy_t/dx along the path from `start` (x') to x."""
     alphas = path_alphas(steps)[:, None, None, None]
     path = start[None] + alphas * (image - start)[None]
-    _, grads = input_gradients(graph, path, target)
+    _, grads = input_gradients(graph, path, target, deadline)
     return ((image - start) * grads.mean(axis=0)).astype(np.float32)
 
 
@@ -178,17 +196,18 @@ def _interpolation_matrix(size_in: int, size_out: int) -> np.ndarray:
 def attribute(graph: GradientGraph, method: str, image: np.ndarray, target: int, *,
               activations: dict[str, np.ndarray] | None = None, layer: str | None = None,
               samples: int = 25, sigma: float = 0.15, seed: int = 0, steps: int = 32,
-              baseline_kind: str = "black") -> np.ndarray:
+              baseline_kind: str = "black", deadline: float | None = None) -> np.ndarray:
     """One method by name -> its H x W map (signed for integrated_gradients: the per-pixel sum
     over channels; >= 0 for the others). `activations`: model.onnx's outputs for the image (each
-    without the batch axis), needed by gradcam."""
+    without the batch axis), needed by gradcam. `deadline` bounds smoothgrad and
+    integrated_gradients (the others are one gradient run)."""
     if method == "saliency":
         return saliency(graph, image, target)
     if method == "smoothgrad":
-        return smoothgrad(graph, image, target, samples, sigma, seed)
+        return smoothgrad(graph, image, target, samples, sigma, seed, deadline)
     if method == "integrated_gradients":
         return integrated_gradients(graph, image, target, baseline(image, baseline_kind),
-                                    steps).sum(axis=0)
+                                    steps, deadline).sum(axis=0)
     if method == "gradcam":
         if layer is None or activations is None or layer not in activations:
             raise AttributionError("gradcam needs a conv layer and its activation")

@@ -4,6 +4,8 @@ Starts from the uploaded image (Deep Dream: amplify what the net sees there) or,
 start=noise|grey, from a synthetic image of `width` x `height` (activation maximisation). A colour
 photo dreamed by a greyscale net keeps its size and colours: the net dreams on the luminance and
 the photo's chroma is put back. Same seed and input, same output (unless the time budget cuts it).
+A dream over CNNLENS_MAX_DREAM_WORK pixel-steps is refused before it starts (422), and it runs in
+one of the worker's gradient slots (service.gradient_slots: 503 when none frees up).
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from lens.optvis.objectives import Objective, ObjectiveError
-from lens.optvis.render import Result, Settings as RenderSettings, render
-from service import colour, grids, images, observability, params, preprocess, targets
+from lens.optvis.render import Result, Settings as RenderSettings, render, work
+from service import colour, gradient_slots, grids, images, observability, params, preprocess
+from service import targets
 from service.params import Param
 from service.problems import unprocessable
 from service.served import Served, current
@@ -77,8 +80,10 @@ def dream():
         start, finish = _from_upload(served, values["preprocess"])
     else:
         start, finish = _synthetic(served, start_kind, objective, values)
+    _check_work(start.shape[1:], settings, served.settings.max_dream_work)
     try:
-        result = render(served.graph, [objective], start[None], settings)
+        with gradient_slots.hold(served.settings, settings.time_budget):
+            result = render(served.graph, [objective], start[None], settings)
     except ObjectiveError as error:
         raise unprocessable(f"targets: {error}") from None
     observability.dreamed(served.bundle.name, result.steps_done, len(result.images))
@@ -88,6 +93,21 @@ def dream():
     if request.accept_mimetypes.best_match(["image/png", "application/json"]) == "application/json":
         return jsonify(_summary(result, objective, png)), 200, headers
     return Response(png, mimetype="image/png", headers=headers)
+
+
+def _check_work(size: tuple[int, int], settings: RenderSettings, limit: int) -> None:
+    """422 before any gradient run when the dream would cost more than `limit` pixel-steps
+    (lens.optvis.render.work), saying how many steps would fit."""
+    cost = work(size, settings)
+    if cost <= limit:
+        return
+    fixed = work(size, replace(settings, steps=0))
+    fitting = (limit - fixed) // (work(size, replace(settings, steps=1)) - fixed)
+    advice = (f"at this size and {settings.octaves} octave(s), steps={fitting} fits"
+              if fitting >= 1 else f"one step at {settings.octaves} octave(s) does not fit")
+    raise unprocessable(f"this dream is {cost} pixel-steps (steps x pixels, summed over "
+                        f"octaves, plus 2 full-size runs); the limit is {limit}: use fewer "
+                        f"steps or octaves or a smaller image ({advice})")
 
 
 def _from_upload(served: Served, mode: str):

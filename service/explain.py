@@ -4,24 +4,33 @@ One image in (as /predict takes it), preprocessed as /predict does; the attribut
 target class (default: the predicted one) by gradient saliency, SmoothGrad, Integrated Gradients
 or Grad-CAM, drawn as a heatmap PNG (the map alone, the model input's size) and over the input.
 JSON by default; `Accept: image/png` gives the overlay alone.
+
+SmoothGrad and Integrated Gradients run `samples` / `steps` gradient runs (at most
+CNNLENS_MAX_EXPLAIN_SAMPLES) in one of the worker's gradient slots (service.gradient_slots), within
+CNNLENS_EXPLAIN_TIME_BUDGET seconds: past it the answer is a 503 with Retry-After, never a map of
+part of the samples. Saliency and Grad-CAM are one gradient run each, as cheap as a /predict, and
+need no slot.
 """
 from __future__ import annotations
+
+import time
 
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from lens import attribution
-from service import grids, observability, params, preprocess
+from service import gradient_slots, grids, observability, params, preprocess
 from service.params import Param
 from service.predict import top_k_labels
 from service.preprocess import MODES, default_mode
-from service.problems import unprocessable
+from service.problems import unavailable, unprocessable
 from service.served import Served, current
 
 blueprint = Blueprint("explain", __name__)
 DEFAULT_METHOD = "gradcam"
 TOP_K = 3
 OVERLAY_ALPHA = 0.7   # opacity of the heatmap where the map is at its maximum
+SAMPLED = ("smoothgrad", "integrated_gradients")   # the methods whose cost grows with a parameter
 # matplotlib's "inferno" at 0, 0.1, ..., 1: perceptually uniform, readable in greyscale, and black
 # at 0 so that the heatmap of a digit's empty background stays dark.
 _INFERNO = np.array([[0, 0, 4], [22, 11, 57], [66, 10, 104], [106, 23, 110], [147, 38, 103],
@@ -30,6 +39,7 @@ _INFERNO = np.array([[0, 0, 4], [22, 11, 57], [66, 10, 104], [106, 23, 110], [14
 
 
 def parameters(served: Served) -> list[Param]:
+    most = served.settings.max_explain_samples
     spec = served.bundle.manifest["input"]
     conv = attribution.conv_layers(served.bundle.layers)
     low, high = spec["value_range"]
@@ -43,11 +53,11 @@ def parameters(served: Served) -> list[Param]:
               0, len(served.bundle.labels) - 1),
         Param("layer", str, conv[-1] if conv else None, "gradcam only: the conv layer "
               "(default the last one)", choices=tuple(conv)),
-        Param("samples", int, 25, "smoothgrad: noisy copies averaged", 1, 200),
+        Param("samples", int, 25, "smoothgrad: noisy copies averaged", 1, most),
         Param("noise", float, 0.15, "smoothgrad: the noise's standard deviation as a fraction "
               f"of the input range [{low}, {high}]", 0.0, 1.0),
         Param("steps", int, 32, "integrated_gradients: points on the path (Riemann midpoints)",
-              1, 256),
+              1, most),
         Param("baseline", str, "black", "integrated_gradients: the path's start, black or the "
               "input blurred", choices=attribution.BASELINES),
         Param("seed", int, 0, "smoothgrad: seed of the noise", 0, 2**32 - 1),
@@ -76,11 +86,7 @@ def explain():
                    sigma=values["noise"] * (high - low), seed=values["seed"],
                    steps=values["steps"], baseline_kind=values["baseline"])
     try:
-        if values["method"] == "gradcam":   # its one run bypasses the graph's own timing
-            with observability.gradient_step(bundle.name):
-                heat = attribution.attribute(served.graph, "gradcam", image, target, **options)
-        else:
-            heat = attribution.attribute(served.graph, values["method"], image, target, **options)
+        heat = _attribute(served, values["method"], image, target, options)
     except attribution.AttributionError as error:
         raise unprocessable(str(error)) from None
     picture = _picture(image)
@@ -99,6 +105,23 @@ def explain():
     if values["raw"]:
         body["values"] = heat.tolist()
     return jsonify(body)
+
+
+def _attribute(served: Served, method: str, image: np.ndarray, target: int,
+               options: dict) -> np.ndarray:
+    if method == "gradcam":   # its one run bypasses the graph's own timing
+        with observability.gradient_step(served.bundle.name):
+            return attribution.attribute(served.graph, method, image, target, **options)
+    if method not in SAMPLED:
+        return attribution.attribute(served.graph, method, image, target, **options)
+    budget = served.settings.explain_time_budget
+    with gradient_slots.hold(served.settings, budget):
+        try:
+            return attribution.attribute(served.graph, method, image, target, **options,
+                                         deadline=time.monotonic() + budget)
+        except attribution.BudgetExhausted as error:
+            raise unavailable(f"{error} ({budget} s) under the server's current load; retry "
+                              "later, or with fewer samples or steps", budget) from None
 
 
 def _display_scale(heat: np.ndarray) -> np.ndarray:
@@ -149,12 +172,17 @@ def openapi_paths(served: Served, models: list[str]) -> dict:
             "values": {"type": "array", "description": "raw=true: the attribution map (H x W) "
                                                        "before scaling for display",
                        "items": {"type": "array", "items": {"type": "number"}}}}}
-    return {"/explain": openapi.one_image_operation(
+    operation = openapi.one_image_operation(
         served, models,
         "Explain one prediction: an attribution map of a class by saliency, SmoothGrad, "
         "Integrated Gradients or Grad-CAM",
         [p.openapi() for p in parameters(served)], schema,
-        "the explanation (JSON), or the overlay alone with Accept: image/png")}
+        "the explanation (JSON), or the overlay alone with Accept: image/png")
+    operation["post"]["responses"]["503"] = openapi.busy_response(
+        "smoothgrad and integrated_gradients only: every gradient slot of the worker stayed "
+        f"busy, or the gradient runs took over {served.settings.explain_time_budget} s (the "
+        "server is overloaded; no partial map is returned)")
+    return {"/explain": operation}
 
 
 def top_k_schema() -> dict:

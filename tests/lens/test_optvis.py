@@ -7,7 +7,7 @@ import pytest
 from lens.bundle import load
 from lens.optvis import transforms
 from lens.optvis.objectives import ObjectiveError, channel, class_logit, deepdream, feeds
-from lens.optvis.render import GradientGraph, Settings, render
+from lens.optvis.render import GradientGraph, Settings, render, work
 
 BUNDLE = load(Path(__file__).resolve().parents[2] / "models" / "mnist-cnn")
 GRAPH = GradientGraph.of(BUNDLE)
@@ -73,3 +73,22 @@ def test_blur_keeps_the_mean_and_resize_keeps_a_constant():
     assert blurred.std() < image.std()
     np.testing.assert_allclose(blurred.mean(axis=(2, 3)), image.mean(axis=(2, 3)), atol=0.02)
     np.testing.assert_allclose(transforms.resize(np.full((1, 1, 10, 10), 0.3, np.float32), 25, 7), 0.3, atol=1e-6)
+
+
+@pytest.mark.parametrize("size, settings", [((28, 28), Settings(steps=5)),
+                                            ((61, 47), Settings(steps=3, octaves=3)),
+                                            ((40, 90), Settings(steps=2, octaves=4,
+                                                                octave_scale=2.0))])
+def test_work_is_the_pixels_of_every_gradient_run_render_makes(size, settings):
+    """work() against the pixels render actually sends through gradient.onnx, counted."""
+    pixels = []
+
+    class Counting(GradientGraph):
+        def __call__(self, images, weights):
+            pixels.append(images.shape[0] * images.shape[2] * images.shape[3])
+            return super().__call__(images, weights)
+
+    graph = Counting(GRAPH.session, GRAPH.layers, GRAPH.size)
+    start = np.full((1, 1, *size), 0.3, np.float32)
+    render(graph, [deepdream("conv1")], start, settings)
+    assert work(size, settings) == sum(pixels)

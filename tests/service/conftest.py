@@ -25,7 +25,15 @@ ROOT = Path(__file__).resolve().parents[2]
 # Small limits, so that tests of the limits stay fast; the same for the test client and gunicorn.
 LIMITS = dict(max_request_bytes=2 * 2**20, max_pixels=1_000_000, max_batch=4,
               max_dream_steps=128, max_dream_octaves=4, max_dream_side=512,
-              dream_time_budget=10.0, max_scale=8)
+              dream_time_budget=10.0, max_scale=8, max_dream_work=4_000_000,
+              max_explain_samples=128)
+
+
+def served_document(**overrides) -> dict:
+    """/openapi.json of an app with the test settings (and `overrides`), for tests generated from
+    it when pytest collects them, before any fixture exists."""
+    settings = Settings(models_dir=MODEL_DIR, **(LIMITS | overrides))
+    return InProcess(create_app(settings)).get("/openapi.json").json()
 
 
 @pytest.fixture(scope="session")

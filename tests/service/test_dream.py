@@ -106,12 +106,13 @@ def test_grey_photo_stays_grey(api):
 
 
 def test_time_budget_cuts_it_short_and_says_so(api):
-    reply = api.post("/dream?targets=conv2&start=noise&width=512&height=512&steps=128&octaves=4"
+    """12 steps at 512x512 are within the work limit and take seconds; 0.2 s stops them."""
+    reply = api.post("/dream?targets=conv2&start=noise&width=512&height=512&steps=12"
                      "&time_budget=0.2", headers=JSON)
     assert reply.status == 200
     assert reply.headers["x-dream-budget-exhausted"] == "true"
     assert reply.json()["budget_exhausted"] is True
-    assert reply.json()["steps_done"] < 4 * 128
+    assert reply.json()["steps_done"] < 12
 
 
 def test_class_target_on_a_large_photo_needs_digit_preprocessing(api, reference):

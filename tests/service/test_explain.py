@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.service import imagefiles
+from tests.service.conftest import LIMITS
 from tests.service.reference import MODEL_DIR
 
 METHODS = ["saliency", "smoothgrad", "integrated_gradients", "gradcam"]
@@ -143,8 +144,8 @@ def test_a_drawing_is_preprocessed_as_for_predict(api):
 @pytest.mark.parametrize("query, status", [
     ("method=lime", 422), ("target=10", 422), ("target=-1", 422), ("target=seven", 400),
     ("method=gradcam&layer=dense1", 422), ("layer=conv9", 422), ("samples=0", 422),
-    ("samples=201", 422), ("noise=1.5", 422), ("noise=-0.1", 422), ("noise=nan", 400),
-    ("steps=0", 422), ("steps=257", 422), ("baseline=white", 422), ("seed=-1", 422),
+    (f"samples={LIMITS['max_explain_samples'] + 1}", 422), ("noise=1.5", 422), ("noise=-0.1", 422), ("noise=nan", 400),
+    ("steps=0", 422), (f"steps={LIMITS['max_explain_samples'] + 1}", 422), ("baseline=white", 422), ("seed=-1", 422),
     ("raw=maybe", 400), ("preprocess=sharpen", 422), ("model=nope", 404)])
 def test_bad_parameters(api, digit, query, status):
     reply = api.post(f"/explain?{query}", digit[1], "image/png")
