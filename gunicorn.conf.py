@@ -18,6 +18,12 @@ bind = _settings.bind
 workers = _settings.workers   # default 2: one per core of the 2-core reference machine
 threads = _settings.threads   # gthread worker; see Settings for why 4
 timeout = _settings.timeout
+# gthread (threads per worker) with one change: a slow client (slowloris headers, a silent
+# connection) waits in the worker's poller instead of holding a thread, and a client slower than
+# CNNLENS_CLIENT_TIMEOUT is dropped; plain gthread lets a few of them starve a worker. Chosen over
+# an async worker (inference is CPU-bound and needs real threads) and over requiring a reverse
+# proxy (the service must hold on its own, as the tests start it). See service/worker.py.
+worker_class = "service.worker.ThreadWorker"
 # No preload_app: workers forked from a process that has imported onnxruntime abort or hang when
 # they exit, so the master never imports it (it reads only service.settings) and every worker
 # loads the bundle itself.

@@ -1,6 +1,7 @@
 """Settings, startup on a good or bad bundle, health endpoints, and no torch in the service."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import pytest
 from lens.bundle import BundleError
 from service import create_app
 from service.settings import Settings, SettingsError
-from tests.service.conftest import ROOT, gunicorn, gunicorn_env
+from tests.service.conftest import ROOT, gunicorn, gunicorn_env, serving
+from tests.service.http import Client
 from tests.service.reference import MODEL_DIR
 
 
@@ -60,19 +62,77 @@ def test_a_bad_bundle_stops_create_app(broken_bundle):
         create_app(Settings(models_dir=broken_bundle))
 
 
-def test_a_bad_bundle_stops_gunicorn_with_one_line(broken_bundle, tmp_path):
+def _start_fails(tmp_path, **env) -> str:
+    """gunicorn's log of a start that must fail: non-zero exit, no worker, no traceback, and one
+    line saying why (returned)."""
     log = tmp_path / "log"
     with open(log, "wb") as out:
-        process = gunicorn(gunicorn_env(CNNLENS_MODELS_DIR=str(broken_bundle),
-                                        CNNLENS_BIND="127.0.0.1:0"), out)
+        process = gunicorn(gunicorn_env(CNNLENS_BIND="127.0.0.1:0", **env), out)
     try:
         code = process.wait(timeout=30)
     finally:
         process.kill()
     text = log.read_text()
     assert code != 0
-    assert f"cnn-lens cannot start: {broken_bundle / 'model.onnx'}:" in text
     assert "Traceback" not in text and "Booting worker" not in text
+    lines = [line for line in text.splitlines() if "cnn-lens cannot start" in line]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_a_bad_bundle_stops_gunicorn_with_one_line(broken_bundle, tmp_path):
+    line = _start_fails(tmp_path, CNNLENS_MODELS_DIR=str(broken_bundle))
+    assert line.startswith(f"cnn-lens cannot start: {broken_bundle / 'model.onnx'}:")
+
+
+def test_a_missing_or_non_directory_models_dir_stops_gunicorn(tmp_path):
+    for path in (tmp_path / "nowhere", ROOT / "README.md"):
+        line = _start_fails(tmp_path, CNNLENS_MODELS_DIR=str(path))
+        assert line == f"cnn-lens cannot start: {path}: not a directory (CNNLENS_MODELS_DIR)"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a directory whatever its mode")
+def test_an_unreadable_models_dir_stops_gunicorn(tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(MODEL_DIR, models / "mnist-cnn")
+    models.chmod(0)
+    try:
+        line = _start_fails(tmp_path, CNNLENS_MODELS_DIR=str(models))
+    finally:
+        models.chmod(0o755)
+    assert line == f"cnn-lens cannot start: {models}: Permission denied"
+
+
+def test_a_metrics_dir_that_cannot_be_written_stops_gunicorn(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = _start_fails(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(blocker / "metrics"))
+    assert line.endswith(f"PROMETHEUS_MULTIPROC_DIR={blocker / 'metrics'}: cannot write the "
+                         "workers' metrics there (Not a directory)")
+
+
+@pytest.fixture()
+def full_disk(tmp_path):
+    """A tmpfs of 8 KiB: smaller than one metrics file. Mounting needs root (CAP_SYS_ADMIN)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(mount)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_metrics_disk_stops_gunicorn(full_disk, tmp_path):
+    line = _start_fails(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(full_disk / "metrics"))
+    assert line.endswith("cannot write the workers' metrics there (No space left on device)")
+
+
+def test_a_metrics_dir_that_does_not_exist_yet_is_made(tmp_path):
+    metrics = tmp_path / "new" / "metrics"
+    with serving(gunicorn_env(PROMETHEUS_MULTIPROC_DIR=str(metrics)), tmp_path / "log") as (_, base):
+        assert Client(base).get("/metrics").status == 200
+    assert metrics.is_dir()
 
 
 def test_the_service_never_imports_torch():

@@ -1,0 +1,114 @@
+"""gunicorn's gthread worker, made safe from slow clients (gunicorn.conf.py's worker_class).
+
+gunicorn 27's gthread hands each new connection to a thread, which waits up to 5 s for its first
+bytes and then reads the request headers with blocking reads and no deadline: a handful of clients
+that connect and send nothing, or send their headers a byte a second (slowloris), hold every
+thread of a worker, and the other connections that worker accepted wait behind them for as long
+as the slow ones last (tests/service/test_faults.py). Here a thread only reads what has already
+arrived: until a request's headers are complete its connection waits in the worker's poller,
+holding no thread, and it is dropped once they take longer than CNNLENS_CLIENT_TIMEOUT. The
+application then reads the body in its thread under a fresh deadline of the same length: a client
+that trickles its body holds one thread for at most that long; then the body reads as ended, and
+the application answers the truncated request as the bad input it is (a 4xx).
+
+This builds on gthread's internals (`handle`, the `_DEFER` sentinel): gunicorn is pinned in
+requirements/serve.txt, and the tests go through every path. Plain HTTP only, as served here
+(TLS ends at the load balancer): gthread wraps TLS sockets in its own class.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import time
+
+from gunicorn.workers import gthread
+
+from service.settings import Settings
+
+_END_OF_HEADERS = b"\r\n\r\n"
+# Headers longer than this go to gunicorn's parser as they are, which answers them with its own
+# limit errors (limit_request_line, limit_request_fields): nothing is gained by buffering more.
+_MAX_HEAD = 64 * 1024
+_CHUNK = 64 * 1024
+
+
+class ThreadWorker(gthread.ThreadWorker):
+    def init_process(self):
+        self.client_timeout = Settings.from_env().client_timeout
+        super().init_process()
+
+    def handle(self, conn):
+        """Runs in a thread each time the connection is readable: take what has arrived, and
+        serve the request only once its headers are all there."""
+        head = getattr(conn, "cnnlens_head", None)
+        if head is None:
+            head = conn.cnnlens_head = _Head(time.monotonic() + self.client_timeout)
+            if conn.initialized:   # bytes a kept-alive client sent behind its last request
+                head.data += conn.parser.unreader.take_buffered()
+        if not head.receive(conn.sock):
+            conn.cnnlens_head = None
+            return False                                # the client hung up
+        if not head.complete():
+            if time.monotonic() < head.deadline:
+                return gthread._DEFER                   # back to the poller until more arrives
+            conn.cnnlens_head = None
+            return False                                # too slow: dropped
+        conn.cnnlens_head = None
+        if not conn.initialized:
+            conn.sock = _DeadlineSocket(conn.sock.family, conn.sock.type, conn.sock.proto,
+                                        fileno=conn.sock.detach())
+            conn.init()
+        conn.sock.read_deadline = time.monotonic() + self.client_timeout
+        conn.parser.unreader.unread(bytes(head.data))
+        conn.data_ready = True
+        return super().handle(conn)
+
+
+class _Head:
+    """The bytes of one request received so far, up to the end of its headers."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.data = bytearray()
+
+    def receive(self, sock: socket.socket) -> bool:
+        """Read what has arrived without waiting; False if the client closed the connection."""
+        sock.setblocking(False)
+        try:
+            while not self.complete():
+                chunk = socket.socket.recv(sock, _CHUNK)   # not _DeadlineSocket's: no waiting
+                if not chunk:
+                    return False
+                self.data += chunk
+        except BlockingIOError:
+            pass
+        except OSError:   # reset by the client
+            return False
+        return True
+
+    def complete(self) -> bool:
+        return _END_OF_HEADERS in self.data or len(self.data) > _MAX_HEAD
+
+
+class _DeadlineSocket(socket.socket):
+    """A socket whose reads end at `read_deadline`; past it the connection reads as closed by
+    the client (shut down for reading, so the worker closes it rather than keeping it alive)."""
+
+    read_deadline = math.inf
+
+    def recv(self, size, flags=0):
+        remaining = self.read_deadline - time.monotonic()
+        if remaining > 0:
+            prior = self.gettimeout()   # gunicorn's own timeouts (draining a body) still apply
+            self.settimeout(remaining if prior is None else min(prior, remaining))
+            try:
+                return super().recv(size, flags)
+            except TimeoutError:
+                if time.monotonic() < self.read_deadline:
+                    raise
+            finally:
+                self.settimeout(prior)
+        with contextlib.suppress(OSError):
+            self.shutdown(socket.SHUT_RD)
+        return b""

@@ -1,0 +1,231 @@
+"""Faults on a real gunicorn: slow clients (service/worker.py), a worker killed with SIGKILL under
+load, and bundle files corrupted on disk while they are being served."""
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.service.conftest import gunicorn_env, serving
+from tests.service.http import Client
+from tests.service.reference import MODEL_DIR
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG = (ROOT / "examples" / "mnist-7.png").read_bytes()
+WORKERS, THREADS = 2, 2   # gunicorn_env's
+SLOW = 3 * WORKERS * THREADS
+
+
+def _predict(base: str, timeout: float = 10) -> int:
+    """One /predict on its own connection, with a generous socket timeout (not a timed check:
+    a starved worker never answers)."""
+    host, port = urlsplit(base).hostname, urlsplit(base).port
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     b"Content-Type: image/png\r\nContent-Length: %d\r\n\r\n" % len(PNG) + PNG)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert b'"label":"7"' in reply.replace(b" ", b""), reply[:300]
+    return int(reply.split()[1])
+
+
+class _Slowloris:
+    """Connections that send a request's bytes one at a time, every `interval` seconds."""
+
+    def __init__(self, base: str, count: int, request: bytes, interval: float = 0.5):
+        address = (urlsplit(base).hostname, urlsplit(base).port)
+        self.sockets = [socket.create_connection(address) for _ in range(count)]
+        self.request, self.interval = request, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self):
+        for byte in self.request:
+            for sock in self.sockets:
+                try:
+                    sock.send(bytes([byte]))
+                except OSError:
+                    pass
+            if self.stop.wait(self.interval):
+                return
+
+    def still_open(self) -> int:
+        """How many were not closed by the server (no EOF or reset waiting to be read)."""
+        open_ = 0
+        for sock in self.sockets:
+            sock.setblocking(False)
+            try:
+                open_ += sock.recv(1) == b"" and 0
+            except BlockingIOError:
+                open_ += 1
+            except OSError:
+                pass
+        return open_
+
+    def replies(self) -> list[bytes]:
+        out = []
+        for sock in self.sockets:
+            sock.settimeout(10)
+            try:
+                out.append(sock.recv(65536))
+            except OSError:
+                out.append(b"")
+        return out
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        for sock in self.sockets:
+            sock.close()
+
+
+HEADERS = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: yes\r\n" * 100 + b"\r\n"
+
+
+def test_slow_headers_and_silent_connections_do_not_starve_the_workers(tmp_path):
+    """Three times as many trickling and silent connections as the server has threads, and
+    /predict is still answered by every worker while they are connected."""
+    with serving(gunicorn_env(), tmp_path / "gunicorn.log") as (_, base):
+        slow = _Slowloris(base, SLOW, HEADERS)
+        silent = [socket.create_connection((urlsplit(base).hostname, urlsplit(base).port))
+                  for _ in range(SLOW)]
+        try:
+            time.sleep(1.0)   # every slow connection accepted and started
+            with ThreadPoolExecutor(SLOW) as pool:
+                statuses = list(pool.map(lambda _: _predict(base), range(SLOW)))
+            assert statuses == [200] * SLOW
+            assert slow.still_open() == SLOW   # they were served while the slow ones waited
+        finally:
+            slow.close()
+            for sock in silent:
+                sock.close()
+
+
+def test_a_client_slower_than_the_client_timeout_is_dropped(tmp_path):
+    """A body trickled a byte every half second holds a thread for CNNLENS_CLIENT_TIMEOUT at most:
+    then the application gets the body cut short and answers it as the bad input it is (a 4xx:
+    a truncated image), and other requests are served."""
+    request = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(PNG))
+    with serving(gunicorn_env(CNNLENS_CLIENT_TIMEOUT="2"), tmp_path / "gunicorn.log") as (_, base):
+        slow = _Slowloris(base, SLOW, request + PNG, interval=0.01)
+        try:
+            time.sleep(len(request) * 0.01 + 0.5)   # the headers are in; the body trickles
+            slow.interval = 0.5
+            # Behind at most SLOW / THREADS rounds of 2 s, if every slow one went to its worker.
+            assert _predict(base, timeout=60) == 200
+            replies = slow.replies()
+        finally:
+            slow.close()
+    assert all(reply.startswith((b"HTTP/1.1 400 ", b"HTTP/1.1 422 ")) for reply in replies), replies
+
+
+def test_headers_slower_than_the_client_timeout_are_dropped(tmp_path):
+    with serving(gunicorn_env(CNNLENS_CLIENT_TIMEOUT="2"), tmp_path / "gunicorn.log") as (_, base):
+        slow = _Slowloris(base, 2, HEADERS, interval=0.5)
+        try:
+            assert slow.replies() == [b"", b""]   # closed without an answer after 2 s
+        finally:
+            slow.close()
+
+
+def _children(master: int) -> set[int]:
+    return {int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
+
+
+def _wait_for(condition, seconds=30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_killed_worker_is_replaced_and_only_its_requests_fail(tmp_path):
+    log = tmp_path / "gunicorn.log"
+    clients = 6
+    with serving(gunicorn_env(), log) as (process, base):
+        stop, outcomes = threading.Event(), []   # (started, ended, status or error)
+
+        def stream():
+            client = Client(base)
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    status = client.post("/predict", PNG, "image/png").status
+                except (OSError, http.client.HTTPException) as error:   # a lost connection
+                    status = repr(error)
+                outcomes.append((started, time.monotonic(), status))
+
+        threads = [threading.Thread(target=stream, daemon=True) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        before = _children(process.pid)
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        assert _wait_for(lambda: victim not in _children(process.pid) or
+                         "State:\tZ" in Path(f"/proc/{victim}/status").read_text())
+        killed = time.monotonic()
+        assert _wait_for(lambda: len(_children(process.pid) - before) == 1), log.read_text()
+        replacement = (_children(process.pid) - before).pop()
+        assert Client(base).get("/readyz").status == 200
+        assert _wait_for(lambda: f'"pid": {replacement}' in log.read_text())   # it serves
+        time.sleep(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    failed = [o for o in outcomes if o[2] != 200]
+    # Only requests in flight at the kill fail (at most one per client, each on a lost
+    # connection, never a 5xx); every request sent after it succeeds.
+    assert all(started < killed and not isinstance(status, int) for started, _, status in failed), failed
+    assert len(failed) <= clients
+    assert sum(started > killed for started, _, _ in outcomes) > 10
+
+
+@pytest.fixture()
+def models(tmp_path) -> Path:
+    folder = tmp_path / "models"
+    shutil.copytree(MODEL_DIR, folder / "mnist-cnn")
+    return folder
+
+
+def test_bundle_files_corrupted_on_disk_while_serving(models, tmp_path):
+    """The sessions are in memory: truncated graphs and a garbage manifest change nothing until a
+    reload, which rejects the bundle and keeps serving the version loaded before."""
+    bundle = models / "mnist-cnn"
+    log = tmp_path / "gunicorn.log"
+    with serving(gunicorn_env(CNNLENS_MODELS_DIR=str(models)), log) as (process, base):
+        client = Client(base)
+        before = client.post("/predict", PNG, "image/png").json()
+        for name in ("model.onnx", "gradient.onnx"):
+            (bundle / name).write_bytes((bundle / name).read_bytes()[:100])
+        (bundle / "manifest.json").write_text("{not json")
+
+        def still_serving():
+            assert client.post("/predict", PNG, "image/png").json() == before
+            assert client.post("/explain", PNG, "image/png").status == 200
+            dream = client.post("/dream?targets=class:3&start=noise&steps=4")
+            assert dream.status == 200 and dream.mimetype == "image/png"
+            assert client.get("/models/mnist-cnn").json()["version"] == before["model"]["version"]
+
+        still_serving()
+        os.kill(process.pid, signal.SIGHUP)
+        assert _wait_for(lambda: log.read_text().count("model bundle rejected") == WORKERS), \
+            log.read_text()
+        assert "manifest.json: not valid JSON" in log.read_text()
+        still_serving()
+        assert client.get("/readyz").status == 200
+    assert "Traceback" not in log.read_text()
