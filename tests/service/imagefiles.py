@@ -46,8 +46,24 @@ def photo_like(width: int = 300, height: int = 200) -> Image.Image:
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims width x height pixels but has no pixel data: a decompression bomb's
     header, to test that the size is refused before decoding."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IEND", b"")
+
+
+def png_bomb(side: int) -> bytes:
+    """A real side x side black PNG, every row there (1 bit a pixel, deflated about 1000:1): a
+    decompression bomb of about side²/8000 bytes that decodes to side² pixels."""
+    row = b"\0" * (1 + (side + 7) // 8)      # PNG filter byte "none", then the packed row
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+
+def animated_gif(frames: list[Image.Image]) -> bytes:
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)

@@ -1,22 +1,38 @@
-"""Every class of bad input gets its documented 4xx as application/problem+json, never a 500."""
+"""Every class of bad input gets its documented 4xx as application/problem+json, never a 500;
+odd but decodable images get the right answer; and a real gunicorn that took every hostile input
+still answers. Cases over parameters, methods and media types are generated from /openapi.json,
+so new operations and parameters are covered without listing them here."""
 from __future__ import annotations
 
 import base64
+import io
+import itertools
 import json
 import logging
+import shutil
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from service import create_app
+from service.settings import Settings
 from tests.service import imagefiles
-from tests.service.conftest import LIMITS
-from tests.service.http import InProcess, multipart
+from tests.service.conftest import LIMITS, gunicorn_env, served_document, serving
+from tests.service.http import Client, InProcess, multipart
+from tests.service.reference import MODEL_DIR
 
 # Pillow warns between its limit (ours) and twice it; the service refuses those images anyway.
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 
-PNG = imagefiles.encode(imagefiles.drawn_digit(imagefiles.SEVEN, size=(120, 100), width=8))
+DRAWN_SEVEN = imagefiles.drawn_digit(imagefiles.SEVEN, size=(120, 100), width=8)
+PNG = imagefiles.encode(DRAWN_SEVEN)
+JPEG = imagefiles.encode(DRAWN_SEVEN, "JPEG")
 B64 = base64.b64encode(PNG).decode()
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><path d="M5 5h18L12 25"/></svg>'
+DOCUMENT = served_document()
+NATIVE_PATHS = {path: item for path, item in DOCUMENT["paths"].items()
+                if path != "/v2" and not path.startswith("/v2/")}   # v2 has its own error format
 
 
 def _json(document) -> tuple[bytes, str]:
@@ -37,11 +53,18 @@ BAD_UPLOADS = {   # name: (body, content type, status)
     "empty body": (b"", None, 400),
     "empty png": (b"", "image/png", 400),
     "truncated png": (PNG[:len(PNG) // 2], "image/png", 422),
+    "truncated jpeg": (JPEG[:len(JPEG) // 2], "image/jpeg", 422),
+    "jpeg cut in its headers": (JPEG[:200], "image/jpeg", 422),
     "text labelled png": (b"hello, I am not a picture", "image/png", 422),
+    "html labelled png": (b"<!doctype html><html><body><img src=x></body></html>", "image/png", 422),
+    "svg": (SVG, "image/svg+xml", 415),
+    "svg labelled png": (SVG, "image/png", 422),
+    "decompression bomb": (imagefiles.png_bomb(30_000), "image/png", 413),
     "jpeg bytes labelled png but broken": (b"\xff\xd8\xff\xe0" + b"\0" * 40, "image/jpeg", 422),
     "huge dimensions": (imagefiles.png_header_only(20_000, 20_000), "image/png", 413),
     "just over the pixel limit": (imagefiles.png_header_only(1001, 1000), "image/png", 413),
     "too many files": (*_files(LIMITS["max_batch"] + 1), 413),
+    "a thousand files": (*_files(1000), 413),
     "too many json images": (*_json({"images": [B64] * (LIMITS["max_batch"] + 1)}), 413),
     "bad base64": (*_json({"image": "not base64 at all!"}), 400),
     "base64 of text": (*_json({"image": base64.b64encode(b"text").decode()}), 422),
@@ -54,6 +77,7 @@ BAD_UPLOADS = {   # name: (body, content type, status)
     "multipart without file": (*_files(0), 400),
     "body over the byte limit": (b"\0" * (LIMITS["max_request_bytes"] + 1), "image/png", 413),
     "json over the byte limit": (*_json({"image": "A" * LIMITS["max_request_bytes"]}), 413),
+    "json of 50 MB": (*_json({"image": "A" * 50 * 2**20}), 413),
     "multipart over the byte limit": (*_big_files(), 413),
 }
 
@@ -141,3 +165,214 @@ def test_unexpected_error_is_a_500_without_internals(settings, caplog):
     _assert_problem(reply, 500)
     assert "secret" not in reply.body.decode()
     assert "secret internal state" in caplog.text      # ... but the log has it
+
+
+# --- odd images that decode: the right answer, not an error ----------------------------------
+
+def _probabilities(reply) -> list[float]:
+    assert reply.status == 200, reply.body
+    return [entry["probability"] for entry in reply.json()["results"][0]["top_k"]]
+
+
+@pytest.mark.parametrize("size", [(1, 1), (100_000, 1), (1, 100_000)])
+def test_a_degenerate_image_is_a_blank_digit_for_predict(api, reference, size):
+    """Digit preprocessing makes any image 28x28; one with no strokes is the black input."""
+    blank = np.zeros((1, 1, 28, 28), np.float32)
+    expected = np.sort(reference.run(blank)["probabilities"][0])[::-1][:10]
+    reply = api.post("/predict?top_k=10", imagefiles.encode(Image.new("L", size, 255)), "image/png")
+    assert np.allclose(_probabilities(reply), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (100_000, 1), (1, 100_000)])
+def test_a_degenerate_image_cannot_be_dreamed(api, size):
+    """Under the model's min_side, or over the dream side limit."""
+    _assert_problem(api.post("/dream", imagefiles.encode(Image.new("L", size, 255)), "image/png"), 422)
+
+
+def test_an_animated_gif_is_its_first_frame(api):
+    frames = [imagefiles.drawn_digit(digit).convert("L") for digit in (imagefiles.SEVEN, imagefiles.ONE)]
+    gif = api.post("/predict?top_k=10", imagefiles.animated_gif(frames), "image/gif")
+    first = api.post("/predict?top_k=10", imagefiles.encode(frames[0]), "image/png")
+    assert gif.json()["results"][0]["top_k"][0]["label"] == "7"
+    assert gif.json()["results"] == first.json()["results"]
+
+
+def test_a_sixteen_bit_png_is_the_same_picture_as_its_eight_bit_version(api, digits):
+    """Each 8-bit value v as 257 v in 16 bits is exactly the same brightness."""
+    pixels = digits[0][0].reshape(28, 28).astype(np.uint16)
+    sixteen = imagefiles.encode(Image.fromarray(pixels * 257))
+    assert Image.open(io.BytesIO(sixteen)).mode.startswith("I")
+    replies = [api.post("/predict?top_k=10&preprocess=none", data, "image/png")
+               for data in (sixteen, imagefiles.mnist_png(digits[0][0]))]
+    assert np.allclose(_probabilities(replies[0]), _probabilities(replies[1]), atol=1e-6)
+    assert replies[0].json()["results"][0]["top_k"][0]["label"] == str(digits[1][0])
+
+
+def test_a_cmyk_jpeg_is_decoded(api):
+    cmyk = imagefiles.drawn_digit(imagefiles.SEVEN).convert("CMYK")
+    reply = api.post("/predict", imagefiles.encode(cmyk, "JPEG"), "image/jpeg")
+    assert reply.json()["results"][0]["top_k"][0]["label"] == "7"
+
+
+# --- parameters, names, methods and media types, generated from /openapi.json -----------------
+
+_PATH_VALUES = {"item": "0", "filename": "app.js", "version": "1"}
+
+
+def _url(path: str, operation: dict, query: str = "") -> str:
+    """`path` with each path parameter a valid value, and the required query parameters."""
+    parameters = operation.get("parameters", [])
+    for parameter in parameters:
+        if parameter["in"] == "path":
+            value = parameter["schema"].get("enum", [_PATH_VALUES.get(parameter["name"])])[0]
+            path = path.replace("{" + parameter["name"] + "}", value)
+    required = [f"{p['name']}={p['schema']['enum'][0]}" for p in parameters
+                if p["in"] == "query" and p.get("required")]
+    return path + ("?" + "&".join(required + [query]) if required or query else "")
+
+
+def _send(api, method: str, url: str, operation: dict, headers: dict | None = None):
+    body, kind = (PNG, "image/png") if "requestBody" in operation else (None, None)
+    return api.request(method, url, body, (headers or {}) | ({"Content-Type": kind} if kind else {}))
+
+
+def _hostile_numbers(schema: dict):
+    """(value, status): non-numbers and non-finite numbers are malformed (400), finite numbers
+    outside the bounds are refused (422)."""
+    yield from [("NaN", 400), ("nan", 400), ("inf", 400), ("-Infinity", 400), ("1e999", 400),
+                ("abc", 400), ("", 400), ("0x10", 400)]
+    if schema["type"] == "integer":
+        yield from [("2.5", 400), ("1e3", 400)]
+    if schema.get("minimum", -1) > -1:
+        yield "-1", 422
+    if "maximum" in schema:
+        yield ("99999999999999999999" if schema["type"] == "integer" else "1e308"), 422
+
+
+NUMERIC_CASES = [
+    (method.upper(), path, f"{parameter['name']}={value}", status)
+    for path, item in DOCUMENT["paths"].items() for method, operation in item.items()
+    for parameter in operation.get("parameters", [])
+    if parameter["in"] == "query" and parameter["schema"].get("type") in ("integer", "number")
+    for value, status in _hostile_numbers(parameter["schema"])]
+
+
+@pytest.mark.parametrize("method, path, query, status", NUMERIC_CASES)
+def test_every_numeric_parameter_refuses_hostile_values(api, method, path, query, status):
+    operation = DOCUMENT["paths"][path][method.lower()]
+    _assert_problem(_send(api, method, _url(path, operation, query), operation), status)
+
+
+MODEL_NAMES = ["nope", "../mnist-cnn", "..%2Fmnist-cnn", "%2e%2e%2fmnist-cnn", "%252e%252e%252f",
+               "%2Fetc%2Fpasswd", "/etc/passwd", "..%5C..%5Cmnist-cnn", "mnist-cnn%00", "%00",
+               "mnist-cnn%2F..%2Fmnist-cnn", ".", "", "MNIST-CNN"]
+MODEL_OPERATIONS = [(method.upper(), path) for path, item in DOCUMENT["paths"].items()
+                    for method, operation in item.items()
+                    if any(p["name"] == "model" for p in operation.get("parameters", []))]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("method, path", MODEL_OPERATIONS)
+def test_unknown_and_path_traversing_model_names_are_404(api, method, path, name):
+    operation = DOCUMENT["paths"][path][method.lower()]
+    _assert_problem(_send(api, method, _url(path, operation, f"model={name}"), operation), 404)
+
+
+@pytest.mark.parametrize("path", [
+    "/models/nope", "/models/..%2Fmnist-cnn", "/models/%2e%2e", "/models/%252e%252e%252fetc",
+    "/models/..%5Cmnist-cnn", "/models/mnist-cnn%00", "/filters/conv9", "/filters/..%2Fconv1",
+    "/filters/conv1%00", "/filters/conv9/0", "/filters/conv1/25", "/filters/conv1/-1",
+    "/filters/conv1/99999999999999999999", "/filters/conv1/%2e%2e", "/filters/dense1/weights",
+    "/static/..%2F..%2Fservice%2Fsettings.py", "/static/%2e%2e/%2e%2e/README.md",
+    "/static/..%5C..%5CREADME.md", "/static/%252e%252e%252fREADME.md", "/static/app.js%00"])
+def test_unknown_layers_filters_models_and_files_are_404(api, path):
+    _assert_problem(api.get(path), 404)
+
+
+@pytest.mark.parametrize("query, status", [
+    ("/explain?target=10", 422), ("/explain?layer=conv9", 422), ("/explain?layer=dense1", 422),
+    ("/feature-maps?layer=conv9", 422), ("/feature-maps?layer=..%2Fconv1", 422),
+    ("/dream?targets=conv2:-1", 400), ("/dream?targets=..%2Fconv2", 422)])
+def test_unknown_layers_and_classes_in_parameters(api, query, status):
+    _assert_problem(api.post(query, PNG, "image/png"), status)
+
+
+def test_a_bundle_outside_the_models_directory_is_never_served(tmp_path):
+    """Model names are looked up among the bundles found in the directory, never as paths."""
+    models = tmp_path / "models"
+    shutil.copytree(MODEL_DIR, models / "mnist-cnn")
+    outside = tmp_path / "outside"
+    shutil.copytree(MODEL_DIR, outside)
+    manifest = json.loads((outside / "manifest.json").read_text())
+    (outside / "manifest.json").write_text(json.dumps(manifest | {"name": "outside"}))
+    client = InProcess(create_app(Settings(models_dir=models, **LIMITS)))
+    for name in ("outside", "../outside", "..%2Foutside", str(outside), str(outside / "manifest.json")):
+        _assert_problem(client.get(f"/filters?model={name}"), 404)
+        _assert_problem(client.get(f"/models/{name}"), 404)
+    assert client.get("/filters?model=mnist-cnn").status == 200
+
+
+WRONG_METHODS = [(method, path) for path, item in NATIVE_PATHS.items()
+                 for method in ("GET", "POST", "PUT", "DELETE", "PATCH") if method.lower() not in item]
+
+
+@pytest.mark.parametrize("method, path", WRONG_METHODS)
+def test_every_undocumented_method_is_405_with_allow(api, method, path):
+    item = NATIVE_PATHS[path]
+    reply = api.request(method, _url(path, next(iter(item.values()))))
+    _assert_problem(reply, 405)
+    assert {m.upper() for m in item} <= {m.strip() for m in reply.headers["allow"].split(",")}
+
+
+ANSWERING = [(method.upper(), path) for path, item in NATIVE_PATHS.items()
+             for method, operation in item.items()
+             if any(status.startswith("2") and response.get("content")
+                    for status, response in operation["responses"].items())]
+
+
+@pytest.mark.parametrize("method, path", ANSWERING)
+def test_an_accept_header_that_allows_no_answer_is_406(api, method, path):
+    operation = DOCUMENT["paths"][path][method.lower()]
+    reply = _send(api, method, _url(path, operation), operation, {"Accept": "application/xml"})
+    _assert_problem(reply, 406)
+    assert "application/xml" in reply.json()["detail"]
+
+
+@pytest.mark.parametrize("method, path, accept", [
+    ("GET", "/metrics", "text/plain;version=0.0.4"),       # what Prometheus asks for
+    ("GET", "/metrics", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+    ("GET", "/filters/conv1/0", "image/*"), ("GET", "/filters", "application/json"),
+    ("POST", "/predict", "application/json, */*;q=0.1"), ("GET", "/", "text/html,*/*;q=0.8"),
+    ("POST", "/dream?steps=1", "application/json")])
+def test_an_accept_header_that_allows_an_answer_gets_it(api, method, path, accept):
+    body, kind = (PNG, "image/png") if method == "POST" else (None, None)
+    reply = api.request(method, path, body, {"Accept": accept} | ({"Content-Type": kind} if kind else {}))
+    assert reply.status == 200 and reply.mimetype.split("/")[0] in accept
+
+
+# --- the real server after all of it ----------------------------------------------------------
+
+def test_gunicorn_still_answers_after_every_hostile_input(tmp_path, digits):
+    """Its own server, so that no other test's order matters: every bad upload to every image
+    endpoint, every hostile number and model name, then /readyz and a good /predict, and no
+    worker died or was replaced on the way."""
+    log = tmp_path / "gunicorn.log"
+    with serving(gunicorn_env(), log) as (_, base):
+        client = Client(base)
+        for endpoint in ("/predict", "/dream", "/explain", "/feature-maps?layer=conv1"):
+            for case, (body, content_type, _) in BAD_UPLOADS.items():
+                if (endpoint, case) == ("/dream", "empty body"):   # a dream from noise
+                    continue
+                reply = client.post(endpoint, body, content_type)
+                assert 400 <= reply.status < 500, (endpoint, case, reply.body)
+        for method, path, query, status in NUMERIC_CASES:
+            operation = DOCUMENT["paths"][path][method.lower()]
+            assert _send(client, method, _url(path, operation, query), operation).status == status
+        for (method, path), name in itertools.product(MODEL_OPERATIONS, MODEL_NAMES):
+            operation = DOCUMENT["paths"][path][method.lower()]
+            assert _send(client, method, _url(path, operation, f"model={name}"), operation).status == 404
+        assert client.get("/readyz").status == 200
+        reply = client.post("/predict", imagefiles.mnist_png(digits[0][0]), "image/png")
+        assert reply.json()["results"][0]["top_k"][0]["label"] == str(digits[1][0])
+    text = log.read_text()
+    assert text.count("Booting worker") == 2 and "Traceback" not in text, text[-3000:]
