@@ -33,13 +33,25 @@ _SIXTEEN_BIT = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 
 @dataclass(frozen=True)
 class Decoded:
-    rgb: np.ndarray       # float32 H x W x 3 in [0, 1], alpha already composited
-    grey: bool            # the source had no colour (so results can be saved without it)
+    # float32 in [0, 1], alpha already composited: H x W for a source without colour (so that
+    # results can be saved without it, and no work is spent on three equal planes), else H x W x 3.
+    pixels: np.ndarray
+
+    @property
+    def grey(self) -> bool:
+        return self.pixels.ndim == 2
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """H x W x 3 (for a grey source, a read-only view of its one plane three times)."""
+        if self.grey:
+            return np.broadcast_to(self.pixels[..., None], (*self.pixels.shape, 3))
+        return self.pixels
 
     @property
     def luminance(self) -> np.ndarray:
         # Exactly the grey values for a grey source (the weights' float sum is not exactly 1).
-        return self.rgb[..., 0] if self.grey else self.rgb @ LUMA
+        return self.pixels if self.grey else self.pixels @ LUMA
 
 
 def from_request(request: Request, max_batch: int, max_pixels: int, **options) -> list[Decoded]:
@@ -115,6 +127,10 @@ def decode(blob: bytes, max_pixels: int, label: str = "the image", *,
     except Image.DecompressionBombError as error:   # Pillow's guard, at twice our limit
         raise too_large(f"{label} is too large ({error}); the limit is {max_pixels} "
                         "pixels") from None
+    # Opening reads the header and, for JPEG, every marker segment before the pixels: a file cut
+    # there fails already (OSError "Truncated File Read"), as a broken header may in other ways.
+    except Exception as error:
+        raise unprocessable(f"{label} cannot be decoded: {error}") from None
     if image.width * image.height > max_pixels:
         raise too_large(f"{label} is {image.width}x{image.height} = "
                         f"{image.width * image.height} pixels; the limit is {max_pixels}")
@@ -135,23 +151,33 @@ def decode(blob: bytes, max_pixels: int, label: str = "the image", *,
 
 
 def _eight_bit_or_float(image: Image.Image) -> Image.Image:
-    """RGBA, or "F" in [0, 1] for 16-bit greyscale (which converting to RGBA would clip)."""
+    """L, RGB or RGBA (no more channels than the image has), or "F" in [0, 1] for 16-bit
+    greyscale (which converting to 8 bits would coarsen)."""
     if image.mode in _SIXTEEN_BIT:
         return Image.fromarray(np.asarray(image, np.float32) / 65535, "F")
-    return image if image.mode == "RGBA" else image.convert("RGBA")
+    if image.mode in ("L", "RGB", "RGBA"):
+        return image
+    if image.has_transparency_data:
+        return image.convert("RGBA")
+    return image.convert("L" if image.mode == "1" else "RGB")
 
 
 def _to_rgb(image: Image.Image) -> Decoded:
     if image.mode == "F":
-        grey = np.clip(np.asarray(image, np.float32), 0, 1)
-        return Decoded(np.repeat(grey[..., None], 3, axis=2), grey=True)
-    rgba = np.asarray(image, np.float32) / 255
-    rgb, alpha = rgba[..., :3], rgba[..., 3:]
-    # Transparent pixels become background. Which background depends on the strokes: a digit drawn
-    # in white on a transparent canvas needs black behind it, a black one needs white.
-    visible = float(alpha.sum())
-    strokes_light = visible > 0 and float(((rgb @ LUMA)[..., None] * alpha).sum()) / visible > 0.5
-    background = 0.0 if strokes_light else 1.0
-    rgb = rgb * alpha + background * (1 - alpha)
-    grey = bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
-    return Decoded(rgb.astype(np.float32), grey)
+        return Decoded(np.clip(np.asarray(image, np.float32), 0, 1))
+    values = np.asarray(image, np.float32) / 255
+    if image.mode == "L":
+        return Decoded(values)
+    rgb = values[..., :3]
+    if image.mode == "RGBA":
+        alpha = values[..., 3:]
+        # Transparent pixels become background. Which background depends on the strokes: a digit
+        # drawn in white on a transparent canvas needs black behind it, a black one needs white.
+        visible = float(alpha.sum())
+        strokes_light = (visible > 0
+                         and float(((rgb @ LUMA)[..., None] * alpha).sum()) / visible > 0.5)
+        background = 0.0 if strokes_light else 1.0
+        rgb = rgb * alpha + background * (1 - alpha)
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        return Decoded(np.ascontiguousarray(rgb[..., 0]))
+    return Decoded(np.ascontiguousarray(rgb))
