@@ -59,10 +59,7 @@ def check_files(directory: Path, manifest: dict) -> None:
     """Every file the manifest lists exists with its recorded size and sha256, and every file
     the manifest refers to is listed."""
     directory = Path(directory)
-    referred = {graph["file"] for graph in manifest["graphs"].values()}
-    for name, layer in manifest["visualizations"]["layers"].items():
-        referred.add(layer["atlas"])
-        referred.update(layer["filters"].format(index=k) for k in range(layer["count"]))
+    referred = {graph["file"] for graph in manifest["graphs"].values()} | set(pictures(manifest))
     unlisted = sorted(referred - set(manifest["files"]))
     if unlisted:
         raise BundleError(f"{directory / MANIFEST}: refers to {unlisted[0]} but does not list "
@@ -76,6 +73,26 @@ def check_files(directory: Path, manifest: dict) -> None:
                               f"{entry['bytes']} (truncated or replaced?)")
         if sha256(path) != entry["sha256"]:
             raise BundleError(f"{path}: sha256 does not match the manifest (corrupt or replaced)")
+
+
+def pictures(manifest: dict) -> list[str]:
+    """The files of every layer's filter pictures and atlas."""
+    return [file for layer in manifest["visualizations"]["layers"].values()
+            for file in (layer["atlas"], *(layer["filters"].format(index=k)
+                                          for k in range(layer["count"])))]
+
+
+def read_file(directory: Path, manifest: dict, name: str) -> bytes:
+    """The bytes of a file the manifest lists, checked against its size and sha256."""
+    path = Path(directory) / name
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise BundleError(f"{path}: cannot be read ({error.strerror})") from None
+    entry = manifest["files"][name]
+    if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise BundleError(f"{path}: does not match the manifest (changed since it was made?)")
+    return data
 
 
 @dataclass(frozen=True)

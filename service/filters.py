@@ -5,15 +5,17 @@ conv layer's raw kernels are drawn from model.onnx.
 """
 from __future__ import annotations
 
+import io
+
 import numpy as np
-from flask import Blueprint, Response, jsonify, send_file
+from flask import Blueprint, Response, jsonify, request
 from PIL import Image
 
 from service import grids
 from service.params import Param
 from service.problems import not_found
 from service.served import Served, current
-from service.weights import first_conv_kernels, kernel_planes
+from service.weights import kernel_planes
 
 blueprint = Blueprint("filters", __name__)
 WEIGHTS_SCALE = 16   # a 3x3 kernel drawn at 1 pixel per weight is too small to see
@@ -60,15 +62,18 @@ def filter_image(layer: str, item: str):
         raise not_found(f"layer {layer!r} has filters 0..{visual['count'] - 1}, 'atlas' and "
                         f"(first conv layer only) 'weights'; not {item!r}")
     scale = scale_param(served, 1).read()
-    if scale == 1:
-        return send_file(served.bundle.path / path, mimetype="image/png")
-    with Image.open(served.bundle.path / path) as image:
-        return _png(grids.upscale(image, scale))
+    if scale > 1:
+        with Image.open(io.BytesIO(served.files[path])) as image:
+            return _png(grids.upscale(image, scale))
+    # The manifest's sha256 of the file is its strong ETag: a browser revalidating gets a 304.
+    response = Response(served.files[path], mimetype="image/png")
+    response.set_etag(served.bundle.manifest["files"][path]["sha256"])
+    return response.make_conditional(request)
 
 
 def _weights(served: Served, layer: str) -> Response:
     first_conv = _first_conv(served)
-    kernels = first_conv_kernels(served.bundle.path / served.bundle.manifest["graphs"]["model"]["file"])
+    kernels = served.first_conv_kernels
     if layer != first_conv or kernels is None:
         raise not_found(f"raw weights are viewable for the first conv layer ({first_conv}) only")
     scale = scale_param(served, WEIGHTS_SCALE).read()

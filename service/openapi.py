@@ -197,7 +197,9 @@ def _paths(served: Served, models: list[str]) -> dict:
             "summary": "What a filter has learned (the image that maximises it), the layer's "
                        "atlas, or the first conv layer's raw kernels",
             "parameters": [layer, item, model, filters.scale_param(served, None).openapi()],
-            "responses": {"200": png_response("the picture"),
+            "responses": {"200": png_response("the picture; a bundle's own picture (unscaled) "
+                                              "has its sha256 in the manifest as ETag"),
+                          "304": {"description": "If-None-Match names the picture's ETag"},
                           "400": problem_response("scale is not an integer"),
                           "422": problem_response("scale outside its bounds")} | not_found | UNEXPECTED}},
         "/healthz": {"get": {"summary": "The process answers",

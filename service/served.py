@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from flask import current_app, request
 from lens import bundle as bundles
 from lens.optvis.objectives import Objective, feeds
 from lens.optvis.render import GradientGraph
-from service import observability
+from service import observability, weights
 from service.problems import not_found
 from service.settings import Settings
 
@@ -24,6 +25,9 @@ class Served:
     bundle: bundles.Bundle
     graph: GradientGraph
     warmup_seconds: float
+    # The filter pictures and model.onnx, read (and checked against the manifest) once at load:
+    # requests never touch the disk, and a bundle changed on disk is seen only by a reload.
+    files: dict[str, bytes]
 
     @classmethod
     def load(cls, directory: Path, settings: Settings) -> Served:
@@ -37,7 +41,16 @@ class Served:
         # Untimed, unlike infer: warm-ups are not request metrics (/readyz shows them).
         bundle.model.run(None, {"image": image})
         graph(image, feeds([Objective()], bundle.layers))
-        return cls(settings, bundle, _TimedGraph(graph, bundle.name), time.perf_counter() - start)
+        warmup = time.perf_counter() - start
+        model_file = bundle.manifest["graphs"]["model"]["file"]
+        files = {name: bundles.read_file(bundle.path, bundle.manifest, name)
+                 for name in [*bundles.pictures(bundle.manifest), model_file]}
+        return cls(settings, bundle, _TimedGraph(graph, bundle.name), warmup, files)
+
+    @cached_property
+    def first_conv_kernels(self) -> np.ndarray | None:
+        """Parsed on first use: it imports onnx, which no other request needs."""
+        return weights.first_conv_kernels(self.files[self.bundle.manifest["graphs"]["model"]["file"]])
 
     def infer(self, images: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """model.onnx on a float32 N x C x H x W batch in [0, 1]: the named outputs (default:

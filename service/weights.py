@@ -1,19 +1,15 @@
 """The first conv layer's raw kernels, read from model.onnx's initializers (onnx, not torch)."""
 from __future__ import annotations
 
-from functools import cache
-from pathlib import Path
-
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 
-@cache
-def first_conv_kernels(model_path: Path) -> np.ndarray | None:
-    """out_channels x in_channels x kh x kw, or None if the first Conv's weight is not an
-    initializer (e.g. computed by other nodes)."""
-    graph = onnx.load(str(model_path)).graph
+def first_conv_kernels(model: bytes) -> np.ndarray | None:
+    """From model.onnx's bytes: out_channels x in_channels x kh x kw, or None if the first
+    Conv's weight is not an initializer (e.g. computed by other nodes)."""
+    graph = onnx.load_from_string(model).graph
     conv = next((node for node in graph.node if node.op_type == "Conv"), None)
     if conv is None:
         return None

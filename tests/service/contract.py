@@ -45,6 +45,9 @@ class Contract:
         for header in response.get("headers", {}):
             assert header.lower() in reply.headers, f"{method} {template}: no {header} header"
         content = response.get("content", {})
+        if not content:   # e.g. 304 Not Modified
+            assert not reply.body, f"{method} {template} {reply.status}: a body, none documented"
+            return
         assert reply.mimetype in content, (f"{method} {template} {reply.status}: "
                                            f"{reply.mimetype} is not one of {list(content)}")
         pointer = "/".join(_escape(key) for key in

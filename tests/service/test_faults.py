@@ -203,19 +203,27 @@ def models(tmp_path) -> Path:
 
 
 def test_bundle_files_corrupted_on_disk_while_serving(models, tmp_path):
-    """The sessions are in memory: truncated graphs and a garbage manifest change nothing until a
-    reload, which rejects the bundle and keeps serving the version loaded before."""
+    """The sessions, filter pictures and model.onnx are in memory: truncated files and a garbage
+    manifest change nothing until a reload, which rejects the bundle and keeps serving the
+    version loaded before."""
     bundle = models / "mnist-cnn"
     log = tmp_path / "gunicorn.log"
+    pictures = ("/filters/conv1/3", "/filters/conv2/atlas")
     with serving(gunicorn_env(CNNLENS_MODELS_DIR=str(models)), log) as (process, base):
         client = Client(base)
         before = client.post("/predict", PNG, "image/png").json()
-        for name in ("model.onnx", "gradient.onnx"):
+        committed = {path: (MODEL_DIR / "filters" / (path.split("/", 2)[2] + ".png")).read_bytes()
+                     for path in pictures}
+        for name in ("model.onnx", "gradient.onnx", *(f"filters/{p.split('/', 2)[2]}.png"
+                                                       for p in pictures)):
             (bundle / name).write_bytes((bundle / name).read_bytes()[:100])
         (bundle / "manifest.json").write_text("{not json")
 
         def still_serving():
             assert client.post("/predict", PNG, "image/png").json() == before
+            for path in pictures:
+                assert client.get(path).body == committed[path]
+            assert client.get("/filters/conv1/weights").status == 200
             assert client.post("/explain", PNG, "image/png").status == 200
             dream = client.post("/dream?targets=class:3&start=noise&steps=4")
             assert dream.status == 200 and dream.mimetype == "image/png"

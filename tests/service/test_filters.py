@@ -32,6 +32,14 @@ def test_layers_list_what_the_manifest_says(api):
     assert "weights" in layers[0]["links"] and "weights" not in layers[1]["links"]
 
 
+def test_bundle_pictures_carry_their_sha256_as_etag(api):
+    digest = MANIFEST["files"]["filters/conv2/7.png"]["sha256"]
+    reply = api.get("/filters/conv2/7")
+    assert reply.status == 200 and reply.headers["etag"] == f'"{digest}"'
+    assert api.get("/filters/conv2/7", headers={"If-None-Match": f'"{digest}"'}).status == 304
+    assert api.get("/filters/conv2/7", headers={"If-None-Match": '"other"'}).status == 200
+
+
 @pytest.mark.parametrize("layer", ["conv1", "conv2", "dense1", "logits"])
 def test_every_filter_picture_is_the_bundles_file(api, layer):
     listing = api.get(f"/filters/{layer}").json()["filters"]
