@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # master without importing onnxruntime: workers forked from a process that imported it hang
     # or abort when they exit.
     from service import admin, dream, filters, health, models, openapi, page, predict, problems, v2
-    from service import explain, feature_maps, multipart
+    from service import cors, explain, feature_maps, multipart
     from service.json_provider import OrjsonProvider
     from service.registry import Registry
     from service.served import EXTENSION
@@ -30,12 +30,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.request_class = multipart.Request
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.debug = False   # whatever FLASK_DEBUG says: no debug behaviour in a served app
     app.json = OrjsonProvider(app)
     # Pillow's decompression-bomb guard, at our bound: it warns above it and refuses above twice
     # it, a second line behind the header check in service.images.
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
     app.extensions[EXTENSION] = Registry.load(settings)
     problems.register(app)
+    cors.register(app, settings.cors_origins)   # off unless CNNLENS_CORS_ORIGINS is set
     observe(app)   # request ids, JSON access log, request metrics, GET /metrics
     for module in (predict, filters, dream, models, admin, health, openapi, v2, page, explain,
                    feature_maps):

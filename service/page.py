@@ -7,9 +7,12 @@ tag cannot run; images may be data: (base64 PNGs in JSON answers) and blob: (dre
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from pathlib import Path
 
-from flask import Blueprint, Response, send_from_directory
+from flask import Blueprint, Response, request, send_from_directory
 
 from service.problems import not_found
 
@@ -34,6 +37,7 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)   # a <script> without src
 # Only these are served from service/static, each with its exact type: with nosniff, a module
 # script must come with a JavaScript type, and nothing else there (editor backups, say) leaks.
 _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
@@ -64,6 +68,28 @@ def _file(name: str) -> Response:
 def _security_headers(response: Response) -> Response:
     response.headers.update(SECURITY_HEADERS)
     return response
+
+
+@blueprint.after_app_request
+def _every_answer(response: Response) -> Response:
+    """nosniff on every answer, the API's too: a browser must never take a JSON or PNG answer
+    for a script or a page. The Swagger UI at /docs (flask-swagger-ui's page) gets the
+    playground's headers, with its one inline script allowed by hash rather than by
+    'unsafe-inline' (the script holds the request's host, so the hash is taken per answer), and
+    inline styles allowed: Swagger UI writes some (a style cannot run code)."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.blueprint == "docs" and response.mimetype == "text/html":
+        response.headers.update(SECURITY_HEADERS)
+        response.headers["Content-Security-Policy"] = _docs_csp(response.get_data(as_text=True))
+    return response
+
+
+def _docs_csp(html: str) -> str:
+    hashes = [base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+              for script in _INLINE_SCRIPT.findall(html)]
+    scripts = " ".join(["script-src 'self'", *(f"'sha256-{h}'" for h in hashes)])
+    return (CSP.replace("script-src 'self'", scripts)
+               .replace("style-src 'self'", "style-src 'self' 'unsafe-inline'"))
 
 
 def openapi_paths() -> dict:
