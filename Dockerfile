@@ -4,8 +4,9 @@
 #   docker build -t cnn-lens:dev .                                    # the serving image (default: last stage)
 #   docker build -t cnn-lens-trainer:dev --target trainer .           # the training image
 #
-# `api` has no torch: its virtualenv is built from requirements/serve.txt alone and the stage checks
-# that `import torch` is impossible. `trainer` installs torch's CPU wheel, so no CUDA build is pulled.
+# `api` has no torch: its virtualenv is built from requirements/serve.lock alone (every package
+# pinned with PyPI's sha256 of its files, `make lock`) and the stage checks that `import torch` is
+# impossible. `trainer` installs torch's CPU wheel, so no CUDA build is pulled.
 # tests/deploy/ checks this file statically (no Docker engine on the development machines).
 
 # Pinned by tag to Python 3.11 (the project's Python) on Debian bookworm; pin a digest for
@@ -25,16 +26,17 @@ WORKDIR /app
 
 # ---------------------------------------------------------------------------------------------
 # Builder: the serving dependencies, as wheels installed into a virtualenv that later stages copy.
+# --require-hashes: pip refuses any file whose hash is not in the lock, and any package not in it.
 FROM base AS serve-deps
 RUN python -m venv /opt/venv
-COPY requirements/serve.txt requirements/serve.txt
-RUN /opt/venv/bin/pip install --no-cache-dir -r requirements/serve.txt
+COPY requirements/serve.lock requirements/serve.lock
+RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements/serve.lock
 
 # Builder: the training dependencies on top. torch comes first from PyTorch's CPU-only index, at
 # exactly the version requirements/train.txt pins (read from that file, so the pin lives in one
 # place); the second install then finds torch==X satisfied by X+cpu and takes the rest from PyPI.
 FROM serve-deps AS train-deps
-COPY requirements/train.txt requirements/train.txt
+COPY requirements/serve.txt requirements/train.txt requirements/
 RUN torch_pin="$(grep -E '^torch==' requirements/train.txt)" \
  && test -n "$torch_pin" \
  && /opt/venv/bin/pip install --no-cache-dir \

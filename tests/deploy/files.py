@@ -248,6 +248,29 @@ def requirements(path: Path) -> dict[str, str]:
     return found
 
 
+@dataclass
+class Locked:
+    version: str
+    hashes: list[str]     # "sha256:..." of every file pip may pick for this version
+
+
+def read_lock(path: Path) -> dict[str, Locked]:
+    """A pip-compile --generate-hashes lock: package name (normalised) -> version and hashes.
+    Every requirement must be pinned with ==; continuation lines carry the hashes."""
+    locked: dict[str, Locked] = {}
+    text = re.sub(r"\\\n", " ", path.read_text())   # join continued lines
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+)((?:\s+--hash=\S+)*)", line)
+        assert match, f"{path}: {line!r} is not a hashed exact pin"
+        name, version, hashes = match.groups()
+        locked[re.sub(r"[-_.]+", "-", name).lower()] = Locked(
+            version, [h.split("=", 1)[1] for h in hashes.split()])
+    return locked
+
+
 # --- YAML ------------------------------------------------------------------------------------
 
 def yaml_documents(path: Path) -> list[dict]:

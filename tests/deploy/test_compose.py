@@ -224,3 +224,16 @@ def test_image_defaults_are_not_what_compose_serves(compose, dockerfile):
     image_models = stage_env(dockerfile, "api")["CNNLENS_MODELS_DIR"]
     assert image_models.startswith(stage_workdir(dockerfile, "api") + "/")
     assert compose["services"]["api"]["environment"]["CNNLENS_MODELS_DIR"] != image_models
+
+
+def test_every_service_drops_privileges_and_only_the_trainer_writes_its_root(compose):
+    """The trainer writes checkpoints into the image's runs/; the others write only to tmpfs and
+    the models volume."""
+    for name, service in compose["services"].items():
+        assert service["user"] == compose["services"]["api"]["user"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service["cap_drop"] == ["ALL"] and "cap_add" not in service, name
+        assert not service.get("privileged", False), name
+        assert service.get("read_only", False) is (name != "trainer"), name
+    api = compose["services"]["api"]
+    assert api["environment"]["PROMETHEUS_MULTIPROC_DIR"] in tmpfs_targets(api)

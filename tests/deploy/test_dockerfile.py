@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.files import (ROOT, DockerIgnore, exec_form, parse_copy, requirements,
-                                stage_env, stage_workdir)
+from tests.deploy.files import (ROOT, DockerIgnore, exec_form, parse_copy, read_lock,
+                                requirements, stage_env, stage_workdir)
 from tests.serve_command import GUNICORN_ARGV
 
 FINAL_STAGES = ("api", "trainer")
@@ -114,7 +114,7 @@ def test_pip_never_keeps_its_cache(dockerfile):
 
 # --- what each image installs ----------------------------------------------------------------
 
-def test_the_serving_image_installs_exactly_serve_txt_and_no_torch(dockerfile):
+def test_the_serving_image_installs_exactly_the_hashed_serve_lock_and_no_torch(dockerfile):
     lineage = dockerfile.lineage("api")
     installs = pip_installs(lineage)
     assert installs, "the api image installs nothing"
@@ -123,9 +123,10 @@ def test_the_serving_image_installs_exactly_serve_txt_and_no_torch(dockerfile):
         files += requirement_files(args)
         packages += direct_packages(args)
         assert not any("download.pytorch.org" in arg for arg in args)
+        assert "--require-hashes" in args, f"pip install {' '.join(args)}"
     assert not packages, f"packages named outside requirement files: {packages}"
-    assert files == ["requirements/serve.txt"]
-    installed = requirements(ROOT / "requirements" / "serve.txt")
+    assert files == ["requirements/serve.lock"]
+    installed = read_lock(ROOT / "requirements" / "serve.lock")
     assert "flask" in installed and "gunicorn" in installed and "onnxruntime" in installed
     assert "torch" not in installed
     # nor does any stage the serving image comes from copy the training requirements or code
@@ -165,7 +166,7 @@ def context_copies(dockerfile, name):
 
 def test_the_serving_image_has_what_the_service_needs_and_nothing_of_training(dockerfile):
     sources = {source.rstrip("/") for source, _ in context_copies(dockerfile, "api")}
-    assert {"lens", "service", "gunicorn.conf.py", "requirements/serve.txt",
+    assert {"lens", "service", "gunicorn.conf.py", "requirements/serve.lock",
             "models/mnist-cnn"} <= sources
     assert not {"training", "tests", "requirements/train.txt"} & sources
 

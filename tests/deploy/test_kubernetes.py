@@ -224,3 +224,21 @@ def test_kserve_custom_predictor(inference_service, route, dockerfile):
     assert "/tmp" in mounts and env_of(container)["PROMETHEUS_MULTIPROC_DIR"] in mounts
     assert int(inference_service["metadata"]["annotations"]["prometheus.io/port"]) == \
         port["containerPort"]
+
+
+def test_pods_get_the_default_seccomp_profile_and_no_host_access(pod):
+    spec = pod["spec"]
+    assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not spec.get(key, False), key
+    for container in spec["containers"] + spec["initContainers"]:
+        assert not container["securityContext"].get("privileged", False), container["name"]
+        assert "add" not in container["securityContext"]["capabilities"], container["name"]
+
+
+def test_the_kserve_predictor_drops_privileges_too(inference_service):
+    (container,) = inference_service["spec"]["predictor"]["containers"]
+    context = container["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert not context.get("privileged", False)
