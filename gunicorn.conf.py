@@ -9,9 +9,12 @@ import sys
 import tempfile
 import threading
 
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 
-_settings = Settings.from_env()
+try:
+    _settings = Settings.from_env()
+except SettingsError as error:   # one line naming the variable, not gunicorn's traceback
+    sys.exit(f"cnn-lens cannot start: {error}")
 
 wsgi_app = "service.wsgi:app"
 bind = _settings.bind

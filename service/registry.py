@@ -132,7 +132,8 @@ def _bundle_directories(models_dir: Path) -> list[Path]:
     """Sub-directories holding a manifest, and models_dir itself if it is one bundle. Directories
     being written (`*.partial`, as training writes them) are not bundles yet."""
     if not models_dir.is_dir():
-        raise BundleError(f"{models_dir}: not a directory (CNNLENS_MODELS_DIR)")
+        problem = "not a directory" if models_dir.exists() else "does not exist"
+        raise BundleError(f"{models_dir}: {problem} (CNNLENS_MODELS_DIR)")
     if (models_dir / MANIFEST).is_file():
         return [models_dir.resolve()]
     return sorted(path.resolve() for path in models_dir.iterdir()

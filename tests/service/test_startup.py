@@ -86,9 +86,15 @@ def test_a_bad_bundle_stops_gunicorn_with_one_line(broken_bundle, tmp_path):
 
 
 def test_a_missing_or_non_directory_models_dir_stops_gunicorn(tmp_path):
-    for path in (tmp_path / "nowhere", ROOT / "README.md"):
+    for path, problem in ((tmp_path / "nowhere", "does not exist"),
+                          (ROOT / "README.md", "not a directory")):
         line = _start_fails(tmp_path, CNNLENS_MODELS_DIR=str(path))
-        assert line == f"cnn-lens cannot start: {path}: not a directory (CNNLENS_MODELS_DIR)"
+        assert line == f"cnn-lens cannot start: {path}: {problem} (CNNLENS_MODELS_DIR)"
+
+
+def test_a_setting_out_of_bounds_stops_gunicorn_with_one_line(tmp_path):
+    line = _start_fails(tmp_path, CNNLENS_MAX_BATCH="0")
+    assert line == "cnn-lens cannot start: CNNLENS_MAX_BATCH=0 is outside [1, 1024]"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a directory whatever its mode")
