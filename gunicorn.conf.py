@@ -7,9 +7,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 
 from service.settings import Settings, SettingsError
+from service.worker import SERVING
 
 try:
     _settings = Settings.from_env()
@@ -92,14 +92,6 @@ def when_ready(server):
             os.kill(pid, signal.SIGHUP)
 
     server.handle_hup = forward_hup
-
-
-def post_worker_init(worker):
-    """In each worker: SIGHUP reloads the registry (in a thread: a signal handler must return
-    quickly, and requests go on meanwhile); an admin reload tells the master, which tells all."""
-    from service.served import EXTENSION   # in the worker: the master never imports onnxruntime
-
-    registry = worker.wsgi.extensions[EXTENSION]
-    signal.signal(signal.SIGHUP,
-                  lambda *_: threading.Thread(target=registry.reload, daemon=True).start())
-    registry.notify_peers = lambda: os.kill(worker.ppid, signal.SIGHUP)
+    # Workers forked from now on replace workers that died: if one cannot load a bundle (changed
+    # on disk since start), it must not stop the server the way a first boot does (service.wsgi).
+    os.environ[SERVING] = "1"

@@ -1,4 +1,5 @@
-"""gunicorn's gthread worker, made safe from slow clients (gunicorn.conf.py's worker_class).
+"""gunicorn's gthread worker, made safe from slow clients, and reloading models on SIGHUP
+(gunicorn.conf.py's worker_class).
 
 gunicorn 27's gthread hands each new connection to a thread, which waits up to 5 s for its first
 bytes and then reads the request headers with blocking reads and no deadline: a handful of clients
@@ -11,6 +12,11 @@ application then reads the body in its thread under a fresh deadline of the same
 that trickles its body holds one thread for at most that long; then the body reads as ended, and
 the application answers the truncated request as the bad input it is (a 4xx).
 
+SIGHUP (which gunicorn.conf.py makes the master forward to every worker) reloads the worker's
+models in a thread, so that requests go on meanwhile. gunicorn resets SIGHUP to its default,
+terminate, before the app is loaded; the handler is set from then on, and a SIGHUP that arrives
+while the app is still loading is kept and acted on once it has loaded.
+
 This builds on gthread's internals (`handle`, the `_DEFER` sentinel): gunicorn is pinned in
 requirements/serve.txt, and the tests go through every path. Plain HTTP only, as served here
 (TLS ends at the load balancer): gthread wraps TLS sockets in its own class.
@@ -19,13 +25,19 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import signal
 import socket
+import threading
 import time
 
 from gunicorn.workers import gthread
 
 from service.settings import Settings
 
+# Set by the master once it is serving (gunicorn.conf.py): a worker forked with it replaces one
+# that died, and must not stop the server when it cannot load a bundle (service.wsgi).
+SERVING = "CNNLENS_SERVING"
 _END_OF_HEADERS = b"\r\n\r\n"
 # Headers longer than this go to gunicorn's parser as they are, which answers them with its own
 # limit errors (limit_request_line, limit_request_fields): nothing is gained by buffering more.
@@ -36,7 +48,32 @@ _CHUNK = 64 * 1024
 class ThreadWorker(gthread.ThreadWorker):
     def init_process(self):
         self.client_timeout = Settings.from_env().client_timeout
+        self.registry = None
+        self.reload_pending = False
         super().init_process()
+
+    def init_signals(self):
+        super().init_signals()
+        signal.signal(signal.SIGHUP, self.handle_hup)
+
+    def handle_hup(self, *_):
+        self.reload_pending = True
+        if self.registry is not None:
+            self._reload()
+
+    def load_wsgi(self):
+        from service.served import EXTENSION   # in the worker: the master never imports onnxruntime
+
+        super().load_wsgi()
+        self.registry = self.wsgi.extensions[EXTENSION]
+        # An admin reload in this worker tells the master, which forwards SIGHUP to all.
+        self.registry.notify_peers = lambda: os.kill(self.ppid, signal.SIGHUP)
+        if self.reload_pending:
+            self._reload()
+
+    def _reload(self):
+        self.reload_pending = False
+        threading.Thread(target=self.registry.reload, daemon=True).start()
 
     def handle(self, conn):
         """Runs in a thread each time the connection is readable: take what has arrived, and

@@ -237,3 +237,45 @@ def test_bundle_files_corrupted_on_disk_while_serving(models, tmp_path):
         still_serving()
         assert client.get("/readyz").status == 200
     assert "Traceback" not in log.read_text()
+
+
+def test_a_worker_replaced_while_the_bundle_on_disk_is_broken(models, tmp_path):
+    """The replacement of a killed worker cannot load the broken bundle: it retries, while the
+    other worker serves the version it loaded, instead of stopping the server (gunicorn halts on
+    a worker's boot error); once the bundle is mended, the replacement boots and serves."""
+    manifest = models / "mnist-cnn" / "manifest.json"
+    good = manifest.read_bytes()
+    log = tmp_path / "gunicorn.log"
+    with serving(gunicorn_env(CNNLENS_MODELS_DIR=str(models)), log) as (process, base):
+        client = Client(base)
+        before = client.post("/predict", PNG, "image/png").json()
+        manifest.write_text("{not json")
+        workers = _children(process.pid)
+        os.kill(min(workers), signal.SIGKILL)
+        assert _wait_for(lambda: log.read_text().count("replacement worker cannot load") >= 2), \
+            log.read_text()
+        for _ in range(20):
+            assert client.post("/predict", PNG, "image/png").json() == before
+        assert process.poll() is None
+        manifest.write_bytes(good)
+        assert _wait_for(lambda: any(f"[{pid}] [INFO] models reloaded" in log.read_text()
+                                     for pid in _children(process.pid) - workers),
+                         seconds=60), log.read_text()
+        assert len(_children(process.pid)) == WORKERS
+        assert client.post("/predict", PNG, "image/png").json() == before
+    assert "Traceback" not in log.read_text()
+
+
+def test_sighup_while_a_worker_is_still_loading_does_not_kill_it(tmp_path):
+    """gunicorn resets SIGHUP to terminate until the app is loaded: a reload asked for while a
+    replacement worker boots must not kill it (service/worker.py keeps it for after the load)."""
+    log = tmp_path / "gunicorn.log"
+    with serving(gunicorn_env(), log) as (process, base):
+        workers = _children(process.pid)
+        os.kill(min(workers), signal.SIGKILL)
+        assert _wait_for(lambda: len(_children(process.pid) - workers) == 1, seconds=30)
+        os.kill(process.pid, signal.SIGHUP)   # while the replacement loads its bundle
+        # the first loads of both workers and of the replacement, then a reload in each worker
+        assert _wait_for(lambda: log.read_text().count("models reloaded") >= 3 + WORKERS)
+        assert Client(base).get("/readyz").status == 200
+    assert "was sent SIGHUP" not in log.read_text()
