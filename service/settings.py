@@ -60,11 +60,11 @@ class Settings:
     dream_time_budget: float = 20.0
     # Pixel-steps of one /dream: the sum over octaves of steps x that octave's pixels, plus the
     # two full-size runs that measure the objective (lens.optvis.render.work). One pixel-step
-    # costs about 1 us of one idle core here (gradient.onnx 0.63 us at 512x512, the rest the
-    # step's jitter, blur and resizing), so the limit is about 10 s: half the time budget, which
-    # leaves room for the other worker's load. The default 64 steps fit on a 384x384 image; on a
-    # 1024x1024 one they do not (7 steps do).
-    max_dream_work: int = 10_000_000
+    # costs about 0.6 us of one idle core here (the default dream of a 512x512 photo, 17.3 M
+    # pixel-steps, takes 10 s: docs/benchmarks.md), so the limit is about 14 s, inside the 20 s
+    # time budget with room for a loaded machine. The default 64 steps fit up to 600x600; on a
+    # 1024x1024 image 20 steps do.
+    max_dream_work: int = 24_000_000
     # SmoothGrad samples and Integrated Gradients steps of one /explain: each is one gradient run
     # on the model's input (0.45 ms at 28x28), so 256 is about 0.1 s.
     max_explain_samples: int = 256
