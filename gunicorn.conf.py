@@ -18,8 +18,13 @@ except SettingsError as error:   # one line naming the variable, not gunicorn's 
 
 wsgi_app = "service.wsgi:app"
 bind = _settings.bind
-workers = _settings.workers   # default 2: one per core of the 2-core reference machine
-threads = _settings.threads   # gthread worker; see Settings for why 4
+# 2 workers x 4 threads by default, chosen from `python -m bench --parts workers` (2 cores,
+# docs/benchmarks.md): /predict at concurrency 64 gave 1,524 req/s with 2x1, 1,751 with 2x2,
+# 1,869 with 2x4, 1,622 with 3x2 and 1,665 with 4x1; beside a client posting dreams, /predict's
+# p99 at concurrency 8 was 1.4 s with one thread per worker (a dream holds its worker) and 22 ms
+# with 2x2, 2x4 or 3x2. More workers than cores only adds memory (about 100 MB each).
+workers = _settings.workers
+threads = _settings.threads
 timeout = _settings.timeout
 # gthread (threads per worker) with one change: a slow client (slowloris headers, a silent
 # connection) waits in the worker's poller instead of holding a thread, and a client slower than

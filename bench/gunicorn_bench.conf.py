@@ -1,5 +1,8 @@
 """gunicorn settings for the comparison apps (HTTP ceiling, naive torch baseline): the same
-workers, threads (gthread) and timeout as gunicorn.conf.py, from the same service.settings."""
+workers, threads and timeout as gunicorn.conf.py, from the same service.settings. Their worker is
+gunicorn's own gthread: cnn-lens's (service/worker.py) is gthread plus slow-client handling and
+model reloads, which need cnn-lens's app; its cost per request is a non-blocking read of what
+has arrived, which only makes the comparison harder for cnn-lens."""
 import os
 
 from service.settings import Settings

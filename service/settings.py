@@ -83,7 +83,8 @@ class Settings:
     bind: str = "127.0.0.1:8000"
     # The reference machine has 2 cores: one worker per core, since inference is CPU-bound and
     # each worker runs onnxruntime on one thread; 4 threads per worker so that /healthz and
-    # /filters are not queued behind a /dream that is using its whole time budget.
+    # /filters are not queued behind a /dream that is using its whole time budget. Measured
+    # against other counts in gunicorn.conf.py.
     workers: int = 2
     threads: int = 4
     # Longer than the largest dream time budget's default, with room for decoding and encoding.
