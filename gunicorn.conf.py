@@ -19,10 +19,11 @@ except SettingsError as error:   # one line naming the variable, not gunicorn's 
 wsgi_app = "service.wsgi:app"
 bind = _settings.bind
 # 2 workers x 4 threads by default, chosen from `python -m bench --parts workers` (2 cores,
-# docs/benchmarks.md): /predict at concurrency 64 gave 1,524 req/s with 2x1, 1,751 with 2x2,
-# 1,869 with 2x4, 1,622 with 3x2 and 1,665 with 4x1; beside a client posting dreams, /predict's
-# p99 at concurrency 8 was 1.4 s with one thread per worker (a dream holds its worker) and 22 ms
-# with 2x2, 2x4 or 3x2. More workers than cores only adds memory (about 100 MB each).
+# docs/benchmarks.md): /predict at concurrency 64 gave 1,440 req/s with 2x1, 1,637 with 2x2,
+# 1,883 with 2x4, 1,501 with 3x2 and 1,435 with 4x1. With one thread per worker a dream holds its
+# whole worker: beside a client posting dreams, /predict's p99 at concurrency 8 reached 1.4 s
+# (4x1; 2x1 in an earlier run), against 19-27 ms with 2 or 4 threads. More workers than cores
+# only add memory (about 100 MB each) and contention.
 workers = _settings.workers
 threads = _settings.threads
 timeout = _settings.timeout
