@@ -16,6 +16,7 @@ from PIL import Image
 
 from bench import servers
 from bench.stats import summary
+from lens import bundle as bundles
 from lens.optvis.objectives import class_logit, deepdream, feeds
 from training.layers import Layer, state_of
 from training.onnx_export import gradient_function
@@ -29,10 +30,8 @@ THREADS = (1, 2)
 
 
 def session(threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(BUNDLE / "gradient.onnx"), options,
+    """gradient.onnx with the options the service runs it with."""
+    return ort.InferenceSession(str(BUNDLE / "gradient.onnx"), bundles.session_options(threads),
                                 providers=["CPUExecutionProvider"])
 
 

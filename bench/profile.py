@@ -61,8 +61,8 @@ def batch() -> None:
 def gradient(size: int = 512, runs: int = 5) -> None:
     import onnxruntime as ort
     from lens.optvis.objectives import deepdream, feeds
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    from lens.bundle import session_options
+    options = session_options(threads=1)   # as the service runs it
     options.enable_profiling = True
     options.profile_file_prefix = "/tmp/cnnlens-bench-ort-profile"
     session = ort.InferenceSession(str(BUNDLE / "gradient.onnx"), options,

@@ -126,6 +126,18 @@ class Bundle:
         raise KeyError(name)
 
 
+def session_options(threads: int = 0) -> ort.SessionOptions:
+    """How a bundle's graphs are run. Graph optimisation stops at "extended": the "all" level adds
+    the NCHWc layout transform, whose reorders cost these few-channel convolutions more than its
+    kernels gain (a 512x512 gradient.onnx step 137 -> 129 ms, a batch of 256 through model.onnx
+    15.7 -> 14.4 ms, one image unchanged; 1 thread, measured side by side)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.log_severity_level = 3
+    return options
+
+
 def load(directory: Path, *, threads: int = 0, verify_hashes: bool = True) -> Bundle:
     """Validate the bundle in `directory` and open its graphs. `threads`: onnxruntime intra-op
     threads per session (0 = onnxruntime's default, one per core)."""
@@ -133,9 +145,7 @@ def load(directory: Path, *, threads: int = 0, verify_hashes: bool = True) -> Bu
     manifest = read_manifest(directory)
     if verify_hashes:
         check_files(directory, manifest)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
+    options = session_options(threads)
     sessions = {}
     for role, graph in manifest["graphs"].items():
         path = directory / graph["file"]
