@@ -19,11 +19,11 @@ except SettingsError as error:   # one line naming the variable, not gunicorn's 
 wsgi_app = "service.wsgi:app"
 bind = _settings.bind
 # 2 workers x 4 threads by default, chosen from `python -m bench --parts workers` (2 cores,
-# docs/benchmarks.md): /predict at concurrency 64 gave 1,440 req/s with 2x1, 1,637 with 2x2,
-# 1,883 with 2x4, 1,501 with 3x2 and 1,435 with 4x1. With one thread per worker a dream holds its
-# whole worker: beside a client posting dreams, /predict's p99 at concurrency 8 reached 1.4 s
-# (4x1; 2x1 in an earlier run), against 19-27 ms with 2 or 4 threads. More workers than cores
-# only add memory (about 100 MB each) and contention.
+# docs/benchmarks.md): /predict at concurrency 64 gave 1,563 req/s with 2x1, 1,782 with 2x2,
+# 1,951 with 2x4, 1,673 with 4x1 (3x2: 780, its connections piled on one worker). With one
+# thread per worker a dream holds its whole worker: beside a client posting dreams, /predict's
+# p99 at concurrency 8 was 1.3 s with 2x1 and 1.2 s with 4x1, against 18-27 ms with 2 or 4
+# threads. More workers than cores only add memory (about 100 MB each) and contention.
 workers = _settings.workers
 threads = _settings.threads
 timeout = _settings.timeout

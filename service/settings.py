@@ -60,8 +60,8 @@ class Settings:
     dream_time_budget: float = 20.0
     # Pixel-steps of one /dream: the sum over octaves of steps x that octave's pixels, plus the
     # two full-size runs that measure the objective (lens.optvis.render.work). One pixel-step
-    # costs about 0.6 us of one idle core here (the default dream of a 512x512 photo, 17.3 M
-    # pixel-steps, takes 10 s: docs/benchmarks.md), so the limit is about 14 s, inside the 20 s
+    # costs about 0.5 us of one idle core here (the default dream of a 512x512 photo, 17.3 M
+    # pixel-steps, takes 8.4 s: docs/benchmarks.md), so the limit is about 12 s, inside the 20 s
     # time budget with room for a loaded machine. The default 64 steps fit up to 600x600; on a
     # 1024x1024 image 20 steps do.
     max_dream_work: int = 24_000_000
