@@ -92,6 +92,16 @@ def gunicorn(env: dict[str, str], log) -> subprocess.Popen:
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def wait_for(condition, seconds: float = 30.0) -> bool:
+    """Poll `condition` until it holds (True) or `seconds` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @contextmanager
 def serving(env: dict[str, str], log_path: Path):
     """A real gunicorn on a free loopback port, until the block ends; yields (process, base URL)."""

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.service.conftest import gunicorn_env, serving
+from tests.service.conftest import gunicorn_env, serving, wait_for
 from tests.service.http import Client
 from tests.service.reference import MODEL_DIR
 
@@ -144,15 +144,6 @@ def _children(master: int) -> set[int]:
     return {int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
 
 
-def _wait_for(condition, seconds=30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_a_killed_worker_is_replaced_and_only_its_requests_fail(tmp_path):
     log = tmp_path / "gunicorn.log"
     clients = 6
@@ -176,13 +167,13 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_fail(tmp_path):
         before = _children(process.pid)
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
-        assert _wait_for(lambda: victim not in _children(process.pid) or
+        assert wait_for(lambda: victim not in _children(process.pid) or
                          "State:\tZ" in Path(f"/proc/{victim}/status").read_text())
         killed = time.monotonic()
-        assert _wait_for(lambda: len(_children(process.pid) - before) == 1), log.read_text()
+        assert wait_for(lambda: len(_children(process.pid) - before) == 1), log.read_text()
         replacement = (_children(process.pid) - before).pop()
         assert Client(base).get("/readyz").status == 200
-        assert _wait_for(lambda: f'"pid": {replacement}' in log.read_text())   # it serves
+        assert wait_for(lambda: f'"pid": {replacement}' in log.read_text())   # it serves
         time.sleep(1.0)
         stop.set()
         for thread in threads:
@@ -231,7 +222,7 @@ def test_bundle_files_corrupted_on_disk_while_serving(models, tmp_path):
 
         still_serving()
         os.kill(process.pid, signal.SIGHUP)
-        assert _wait_for(lambda: log.read_text().count("model bundle rejected") == WORKERS), \
+        assert wait_for(lambda: log.read_text().count("model bundle rejected") == WORKERS), \
             log.read_text()
         assert "manifest.json: not valid JSON" in log.read_text()
         still_serving()
@@ -252,13 +243,13 @@ def test_a_worker_replaced_while_the_bundle_on_disk_is_broken(models, tmp_path):
         manifest.write_text("{not json")
         workers = _children(process.pid)
         os.kill(min(workers), signal.SIGKILL)
-        assert _wait_for(lambda: log.read_text().count("replacement worker cannot load") >= 2), \
+        assert wait_for(lambda: log.read_text().count("replacement worker cannot load") >= 2), \
             log.read_text()
         for _ in range(20):
             assert client.post("/predict", PNG, "image/png").json() == before
         assert process.poll() is None
         manifest.write_bytes(good)
-        assert _wait_for(lambda: any(f"[{pid}] [INFO] models reloaded" in log.read_text()
+        assert wait_for(lambda: any(f"[{pid}] [INFO] models reloaded" in log.read_text()
                                      for pid in _children(process.pid) - workers),
                          seconds=60), log.read_text()
         assert len(_children(process.pid)) == WORKERS
@@ -273,9 +264,9 @@ def test_sighup_while_a_worker_is_still_loading_does_not_kill_it(tmp_path):
     with serving(gunicorn_env(), log) as (process, base):
         workers = _children(process.pid)
         os.kill(min(workers), signal.SIGKILL)
-        assert _wait_for(lambda: len(_children(process.pid) - workers) == 1, seconds=30)
+        assert wait_for(lambda: len(_children(process.pid) - workers) == 1, seconds=30)
         os.kill(process.pid, signal.SIGHUP)   # while the replacement loads its bundle
         # the first loads of both workers and of the replacement, then a reload in each worker
-        assert _wait_for(lambda: log.read_text().count("models reloaded") >= 3 + WORKERS)
+        assert wait_for(lambda: log.read_text().count("models reloaded") >= 3 + WORKERS)
         assert Client(base).get("/readyz").status == 200
     assert "was sent SIGHUP" not in log.read_text()

@@ -15,7 +15,7 @@ import pytest
 
 from service import create_app
 from service.settings import Settings
-from tests.service.conftest import LIMITS, gunicorn_env, serving
+from tests.service.conftest import LIMITS, gunicorn_env, serving, wait_for
 from tests.service.http import Client, InProcess
 from tests.service.imagefiles import mnist_png
 from tests.service.reference import MODEL_DIR
@@ -150,15 +150,6 @@ def _reloads_by_worker(log: Path, loaded: str) -> set[str]:
     return set(pattern.findall(log.read_text()))
 
 
-def _wait_for(condition, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 @pytest.mark.parametrize("trigger", ["admin", "sighup"])
 def test_reload_under_load_in_every_worker(models, tmp_path, digits, trigger):
     """Two workers, a stream of requests: a new version replaces the old in both workers with no
@@ -179,7 +170,8 @@ def test_reload_under_load_in_every_worker(models, tmp_path, digits, trigger):
 
         _set_version(models / "second", "8")
         reload()
-        assert _wait_for(lambda: len(_reloads_by_worker(log, "'mnist-b'")) == 2), log.read_text()
+        assert wait_for(lambda: len(_reloads_by_worker(log, "'mnist-b'")) == 2, seconds=20), \
+            log.read_text()
         # The one request in flight when both workers had swapped may still finish on the old
         # bundle (by design); every request after it sees the new one.
         seen_after = len(stream.replies) + 1
@@ -189,7 +181,8 @@ def test_reload_under_load_in_every_worker(models, tmp_path, digits, trigger):
         _set_version(models / "second", "9")
         _corrupt(models / "second")
         reload()
-        assert _wait_for(lambda: log.read_text().count("model bundle rejected") >= 2), log.read_text()
+        assert wait_for(lambda: log.read_text().count("model bundle rejected") >= 2, seconds=20), \
+            log.read_text()
         time.sleep(1.0)
         stream.stop.set()
         stream.join(timeout=30)
