@@ -9,7 +9,6 @@ import sys
 import tempfile
 
 from service.settings import Settings, SettingsError
-from service.worker import SERVING
 
 try:
     _settings = Settings.from_env()
@@ -98,6 +97,3 @@ def when_ready(server):
             os.kill(pid, signal.SIGHUP)
 
     server.handle_hup = forward_hup
-    # Workers forked from now on replace workers that died: if one cannot load a bundle (changed
-    # on disk since start), it must not stop the server the way a first boot does (service.wsgi).
-    os.environ[SERVING] = "1"

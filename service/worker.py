@@ -35,9 +35,9 @@ from gunicorn.workers import gthread
 
 from service.settings import Settings
 
-# Set by the master once it is serving (gunicorn.conf.py): a worker forked with it replaces one
-# that died, and must not stop the server when it cannot load a bundle (service.wsgi).
-SERVING = "CNNLENS_SERVING"
+# Set in a worker that replaces one that died, which must not stop the server when it cannot load
+# a bundle (service.wsgi).
+REPLACEMENT = "CNNLENS_REPLACEMENT_WORKER"
 _END_OF_HEADERS = b"\r\n\r\n"
 # Headers longer than this go to gunicorn's parser as they are, which answers them with its own
 # limit errors (limit_request_line, limit_request_fields): nothing is gained by buffering more.
@@ -47,6 +47,11 @@ _CHUNK = 64 * 1024
 
 class ThreadWorker(gthread.ThreadWorker):
     def init_process(self):
+        # gunicorn numbers the workers it forks: the first `workers` boot the server, which a
+        # failure there must stop (service.wsgi); a later one replaces a worker that died while
+        # the others serve.
+        if self.age > self.cfg.workers:
+            os.environ[REPLACEMENT] = "1"
         self.client_timeout = Settings.from_env().client_timeout
         self.registry = None
         self.reload_pending = False

@@ -16,7 +16,7 @@ import time
 from lens.bundle import BundleError
 from service import create_app
 from service.settings import SettingsError
-from service.worker import SERVING
+from service.worker import REPLACEMENT
 
 _WORKER_BOOT_ERROR = 3
 _REPLACEMENT_RETRY_SECONDS = 5   # between attempts of a replacement worker to load the bundles
@@ -29,7 +29,7 @@ logging.getLogger("service").setLevel(logging.INFO)
 try:
     app = create_app()
 except (BundleError, SettingsError) as error:
-    if os.environ.get(SERVING):
+    if os.environ.get(REPLACEMENT):
         _gunicorn_log.error("replacement worker cannot load the models (%s); the other workers "
                             "serve on; retrying in %d s", error, _REPLACEMENT_RETRY_SECONDS)
         time.sleep(_REPLACEMENT_RETRY_SECONDS)

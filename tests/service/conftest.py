@@ -109,14 +109,12 @@ def serving(env: dict[str, str], log_path: Path):
     with open(log_path, "wb") as log:
         process = gunicorn(env | {"CNNLENS_BIND": f"127.0.0.1:{port}"}, log)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    workers, deadline = int(env["CNNLENS_WORKERS"]), time.monotonic() + 30
     while True:
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
+        # /readyz answers once one worker serves; the tests that break bundles or kill workers
+        # need them all booted (one still loading a bundle broken under it stops the server).
+        if _ready(base) and log_path.read_text().count("models reloaded") >= workers:
+            break
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"gunicorn did not become ready:\n{log_path.read_text()}")
@@ -130,6 +128,14 @@ def serving(env: dict[str, str], log_path: Path):
         except subprocess.TimeoutExpired:
             process.kill()
             pytest.fail(f"gunicorn did not stop on SIGTERM:\n{log_path.read_text()}")
+
+
+def _ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="session")
