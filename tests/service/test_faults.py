@@ -1,5 +1,6 @@
 """Faults on a real gunicorn: slow clients (service/worker.py), a worker killed with SIGKILL under
-load, and bundle files corrupted on disk while they are being served."""
+load, bundle files corrupted on disk while they are being served, and workers that cannot load
+them."""
 from __future__ import annotations
 
 import http.client
@@ -7,6 +8,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -255,6 +258,39 @@ def test_a_worker_replaced_while_the_bundle_on_disk_is_broken(models, tmp_path):
         assert len(_children(process.pid)) == WORKERS
         assert client.post("/predict", PNG, "image/png").json() == before
     assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("age, replacement", [(1, False), (WORKERS, False), (WORKERS + 1, True)])
+def test_only_a_worker_forked_after_the_first_boot_is_a_replacement(monkeypatch, age, replacement):
+    """gunicorn numbers the workers it forks; the first ones boot the server."""
+    from gunicorn.config import Config
+    from gunicorn.workers import gthread
+
+    from service.worker import REPLACEMENT, ThreadWorker
+
+    config = Config()
+    config.set("workers", WORKERS)
+    monkeypatch.delenv(REPLACEMENT, raising=False)
+    monkeypatch.setattr(gthread.ThreadWorker, "init_process", lambda self: None)  # no serving
+    ThreadWorker(age, os.getpid(), [], None, 30, config, None).init_process()
+    assert (os.environ.get(REPLACEMENT) == "1") is replacement
+
+
+@pytest.mark.parametrize("replacement, status", [(False, 3), (True, 1)])
+def test_a_worker_that_cannot_load_stops_the_server_only_at_first_boot(tmp_path, replacement,
+                                                                       status):
+    """Exit status 3 is gunicorn's "worker failed to boot", on which the master stops; on 1 it
+    forks another worker (service/wsgi.py)."""
+    from service.worker import REPLACEMENT
+
+    env = gunicorn_env(CNNLENS_MODELS_DIR=str(tmp_path / "nowhere"))
+    env |= {REPLACEMENT: "1"} if replacement else {}
+    result = subprocess.run([sys.executable, "-c", "import service.wsgi"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr
+    said = "replacement worker cannot load" if replacement else "cnn-lens cannot start"
+    assert said in result.stderr
 
 
 def test_sighup_while_a_worker_is_still_loading_does_not_kill_it(tmp_path):
