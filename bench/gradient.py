@@ -17,9 +17,9 @@ from PIL import Image
 from bench import servers
 from bench.stats import summary
 from lens import bundle as bundles
-from lens.optvis.objectives import class_logit, deepdream, feeds
+from lens.optvis.objectives import class_logit, deepdream, feeds, targets
 from training.layers import Layer, state_of
-from training.onnx_export import gradient_function
+from training.onnx_export import gradient_function, objective_targets
 from training.train import load_model
 
 BUNDLE = servers.ROOT / "models" / "mnist-cnn"
@@ -41,10 +41,12 @@ def torch_step(model, layers: list[dict]):
     as_layers = [Layer(**{k: v for k, v in layer.items() if k in keep}) for layer in layers]
     f = gradient_function(model, as_layers)
     state = list(state_of(model).values())
+    names = objective_targets(as_layers)
 
     def step(image: np.ndarray, weights: dict[str, np.ndarray]):
-        inputs = [torch.from_numpy(weights[f"weights.{l['name']}"]) for l in layers] + \
-                 [torch.from_numpy(weights[f"energy.{l['name']}"]) for l in layers]
+        """`weights`: gradient.onnx's weight inputs (those of targets not in `layers` unused)."""
+        inputs = [torch.from_numpy(weights[f"weights.{t}"]) for t in names] + \
+                 [torch.from_numpy(weights[f"energy.{t}"]) for t in names]
         return f(state, torch.from_numpy(image), *inputs)
     return step
 
@@ -69,17 +71,17 @@ def steps(rounds: int, repeats: int) -> dict:
         image = rng.uniform(0, 1, (1, 1, size, size)).astype(np.float32)
         all_layers = manifest["layers"]
         used = all_layers if size == 28 else [l for l in all_layers if l["kind"] == "conv"]
-        onnx_feeds = {"image": image, **feeds([objective], all_layers)}
+        inputs = [node.name for node in sessions[1].get_inputs()]
+        onnx_feeds = {"image": image, **feeds([objective], targets(all_layers, inputs))}
         torch_run = torch_step(model, used)
-        weights = feeds([objective], used)
         # same numbers from both (a sanity check that the comparison is fair)
         grad_onnx = sessions[1].run(["grad.image"], onnx_feeds)[0]
         torch.set_num_threads(1)
-        grad_torch = torch_run(image, weights)[1].numpy()
+        grad_torch = torch_run(image, onnx_feeds)[1].numpy()
         assert np.allclose(grad_onnx, grad_torch, rtol=1e-3, atol=1e-5), size
         cases = {f"onnx_{t}t": (lambda t=t: sessions[t].run(["objective", "grad.image"], onnx_feeds))
                  for t in THREADS}
-        cases |= {f"torch_{t}t": (lambda t=t: torch_run(image, weights)) for t in THREADS}
+        cases |= {f"torch_{t}t": (lambda t=t: torch_run(image, onnx_feeds)) for t in THREADS}
         samples = {name: [] for name in cases}
         for _ in range(rounds):
             for name, call in cases.items():

@@ -60,7 +60,7 @@ def batch() -> None:
 
 def gradient(size: int = 512, runs: int = 5) -> None:
     import onnxruntime as ort
-    from lens.optvis.objectives import deepdream, feeds
+    from lens.optvis.objectives import deepdream, feeds, targets
     from lens.bundle import session_options
     options = session_options(threads=1)   # as the service runs it
     options.enable_profiling = True
@@ -69,7 +69,8 @@ def gradient(size: int = 512, runs: int = 5) -> None:
                                    providers=["CPUExecutionProvider"])
     layers = json.loads((BUNDLE / "manifest.json").read_text())["layers"]
     image = np.random.default_rng(0).uniform(0, 1, (1, 1, size, size)).astype(np.float32)
-    inputs = {"image": image, **feeds([deepdream("conv2")], layers)}
+    names = [node.name for node in session.get_inputs()]
+    inputs = {"image": image, **feeds([deepdream("conv2")], targets(layers, names))}
     for _ in range(runs):
         session.run(["objective", "grad.image"], inputs)
     events = json.loads(Path(session.end_profiling()).read_text())

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from lens.optvis.objectives import preactivation
+
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ReLU6)
 # Modules allowed between a Conv2d/Linear and its activation function.
 PASS_THROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Identity)
@@ -47,19 +49,35 @@ class _Stop(Exception):
 
 
 def capture(model: nn.Module, layers: list[Layer], state: dict[str, torch.Tensor],
-            image: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run `model` with the given parameters and buffers; return each layer's activation."""
+            image: torch.Tensor, preactivations: bool = False) -> dict[str, torch.Tensor]:
+    """Run `model` with the given parameters and buffers; return each layer's activation and,
+    with `preactivations`, each conv and dense layer's input to its activation function under
+    `preactivation(name)` (the logits have no activation function)."""
     modules = dict(model.named_modules())
     acts: dict[str, torch.Tensor] = {}
+    done: set[str] = set()
 
-    def hook(name: str):
-        def record(_module, _inputs, output):
-            acts[name] = output
-            if len(acts) == len(layers):
+    def hook(layer: Layer):
+        def record(module, inputs, output):
+            acts[layer.name] = output
+            if preactivations and layer.kind != "output":
+                # an in-place activation has overwritten its input by now: see record_input
+                acts.setdefault(preactivation(layer.name), inputs[0])
+            done.add(layer.name)
+            if len(done) == len(layers):
                 raise _Stop
         return record
 
-    handles = [modules[layer.module].register_forward_hook(hook(layer.name)) for layer in layers]
+    def record_input(layer: Layer):
+        def record(module, inputs):
+            if getattr(module, "inplace", False):
+                acts[preactivation(layer.name)] = inputs[0].clone()
+        return record
+
+    handles = [modules[layer.module].register_forward_hook(hook(layer)) for layer in layers]
+    if preactivations:
+        handles += [modules[layer.module].register_forward_pre_hook(record_input(layer))
+                    for layer in layers if layer.kind != "output"]
     try:
         functional_call(model, state, (image,))
     except _Stop:
@@ -67,7 +85,7 @@ def capture(model: nn.Module, layers: list[Layer], state: dict[str, torch.Tensor
     finally:
         for handle in handles:
             handle.remove()
-    missing = [layer.name for layer in layers if layer.name not in acts]
+    missing = [layer.name for layer in layers if layer.name not in done]
     if missing:
         raise RuntimeError(f"layers {missing} did not run in the forward pass")
     return acts

@@ -7,11 +7,12 @@ gradient.onnx  image and objective weights -> objective, d objective / d image, 
 The objective of sample n is linear in its weights, which is what lets one graph serve filter,
 neuron and class visualisation, Deep Dream and Grad-CAM:
 
-    objective[n] = sum over layers l of   sum_c weights.l[n, c] * degree_l[n, c]
-                                        + energy.l[n] * mean(activation_l[n] ** 2)
+    objective[n] = sum over targets l of   sum_c weights.l[n, c] * degree_l[n, c]
+                                         + energy.l[n] * mean(activation_l[n] ** 2)
 
 where degree_l is the mean of each channel over its feature map (the lecture's "degree of
-activation"), or the unit itself for dense layers and logits.
+activation"), or the unit itself for dense layers and logits. The targets are every layer's
+activation and every conv and dense layer's pre-activation, `<layer>.pre` (objective_targets).
 
 torch.onnx cannot export a module that calls autograd, so the gradient function is first traced
 into a plain aten graph with make_fx (backward ops decomposed into exportable ones), and that
@@ -35,6 +36,7 @@ from torch._decomp import get_decompositions
 from torch.export import Dim
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from lens.optvis.objectives import PREACTIVATION, preactivation
 from training.layers import Layer, capture, state_of
 
 OPSET = 18
@@ -43,14 +45,23 @@ MIN_SIDE = 8
 MAX_BATCH = 65536
 
 
+def objective_targets(layers: list[Layer]) -> list[str]:
+    """What gradient.onnx's objective can weigh: every layer's activation, then every conv and
+    dense layer's pre-activation (the input of its activation function), through which gradient
+    ascent moves a unit that is switched off (a ReLU passes no gradient there)."""
+    return ([layer.name for layer in layers]
+            + [preactivation(layer.name) for layer in layers if layer.kind != "output"])
+
+
 def io_names(layers: list[Layer]) -> dict:
     """The input and output names of both graphs; the manifest records them."""
     conv = [layer for layer in layers if layer.kind == "conv"]
+    targets = objective_targets(layers)
     return {
         "model": {"inputs": ["image"],
                   "outputs": ["logits", "probabilities"] + [l.name for l in layers if l.name != "logits"]},
-        "gradient": {"inputs": ["image"] + [f"weights.{l.name}" for l in layers]
-                               + [f"energy.{l.name}" for l in layers],
+        "gradient": {"inputs": ["image"] + [f"weights.{t}" for t in targets]
+                               + [f"energy.{t}" for t in targets],
                      "outputs": ["objective", "grad.image"] + [f"grad.{l.name}" for l in conv]},
     }
 
@@ -104,13 +115,14 @@ def gradient_function(model: nn.Module, layers: list[Layer]):
     `state` (parameters and buffers) is an explicit argument: make_fx must see no hidden tensors."""
     keys = list(state_of(model))
     conv = [layer.name for layer in layers if layer.kind == "conv"]
+    targets = objective_targets(layers)
 
     def f(state: list[torch.Tensor], image: torch.Tensor, *weights_and_energy: torch.Tensor):
-        weights = dict(zip([l.name for l in layers], weights_and_energy[:len(layers)]))
-        energy = dict(zip([l.name for l in layers], weights_and_energy[len(layers):]))
+        weights = dict(zip(targets, weights_and_energy[:len(targets)]))
+        energy = dict(zip(targets, weights_and_energy[len(targets):]))
         image = image.detach().requires_grad_(True)
         with torch.enable_grad():
-            acts = capture(model, layers, dict(zip(keys, state)), image)
+            acts = capture(model, layers, dict(zip(keys, state)), image, preactivations=True)
             value = objective(acts, weights, energy)
             grads = torch.autograd.grad(value.sum(), [image] + [acts[name] for name in conv])
         return (value.detach(), *grads)
@@ -121,9 +133,11 @@ def gradient_function(model: nn.Module, layers: list[Layer]):
 def _gradient_graph(model, layers, input_shape, dynamic_size: bool) -> onnx.ModelProto:
     n = 2
     state = [t.detach() for t in state_of(model).values()]
+    channels = {layer.name: layer.channels for layer in layers}
+    targets = objective_targets(layers)
     example = (torch.rand(n, *input_shape),
-               *[torch.randn(n, layer.channels) for layer in layers],
-               *[torch.randn(n) for _ in layers])
+               *[torch.randn(n, channels[t.removesuffix(PREACTIVATION)]) for t in targets],
+               *[torch.randn(n) for _ in targets])
     traced = make_fx(gradient_function(model, layers), tracing_mode="symbolic",
                      decomposition_table=_BACKWARD_DECOMPOSITIONS)(state, *example)
 

@@ -7,7 +7,9 @@ import torch
 
 from training import architectures
 from training.layers import capture, find_layers, state_of
-from training.onnx_export import export_gradient, export_model, gradient_function, io_names
+from lens.optvis.objectives import PREACTIVATION
+from training.onnx_export import (export_gradient, export_model, gradient_function, io_names,
+                                  objective_targets)
 
 NETS = {
     "lecture": (lambda: architectures.lecture(), (1, 28, 28)),
@@ -56,12 +58,25 @@ def test_model_onnx_matches_torch(exported, batch):
         assert np.abs(got[layer.name] - acts[layer.name].numpy()).max() <= 1e-5, layer.name
 
 
-def _feed(layers, batch, rng, only_conv=False):
-    weights = [rng.standard_normal((batch, l.channels)).astype(np.float32) * (l.kind == "conv" or not only_conv)
-               for l in layers]
-    energy = [rng.standard_normal(batch).astype(np.float32) * (l.kind == "conv" or not only_conv)
-              for l in layers]
-    return weights, energy
+def _feed(layers, batch, rng, only_conv=False) -> dict[str, np.ndarray]:
+    """Random weights and energies for every target of gradient.onnx, by input name (zero on the
+    dense targets with `only_conv`)."""
+    by_name = {layer.name: layer for layer in layers}
+    feed = {}
+    for target in objective_targets(layers):
+        layer = by_name[target.removesuffix(PREACTIVATION)]
+        on = layer.kind == "conv" or not only_conv
+        feed[f"weights.{target}"] = rng.standard_normal((batch, layer.channels)).astype(np.float32) * on
+        feed[f"energy.{target}"] = rng.standard_normal(batch).astype(np.float32) * on
+    return feed
+
+
+def _torch_gradient(model, layers, images, feed):
+    """gradient_function on the `layers` it is given, fed from the weights of those layers' targets."""
+    targets = objective_targets(layers)
+    args = [feed[f"weights.{t}"] for t in targets] + [feed[f"energy.{t}"] for t in targets]
+    return gradient_function(model, layers)(list(state_of(model).values()),
+                                            *[torch.from_numpy(a) for a in (images, *args)])
 
 
 def _assert_close(got, want, what):
@@ -74,11 +89,10 @@ def test_gradient_onnx_matches_autograd_at_training_size(exported):
     rng = np.random.default_rng(0)
     for batch in (1, 4):
         images = rng.random((batch, *shape), dtype=np.float32)
-        weights, energy = _feed(layers, batch, rng)
+        feed = _feed(layers, batch, rng)
         names = io_names(layers)["gradient"]
-        got = sessions["gradient"].run(None, dict(zip(names["inputs"], [images, *weights, *energy])))
-        want = gradient_function(model, layers)(list(state_of(model).values()),
-                                                *[torch.from_numpy(a) for a in (images, *weights, *energy)])
+        got = sessions["gradient"].run(None, {"image": images, **feed})
+        want = _torch_gradient(model, layers, images, feed)
         for name, g, w in zip(names["outputs"], got, want):
             assert g.shape == tuple(w.shape), name
             _assert_close(g, w.numpy(), f"{name} batch {batch}")
@@ -93,45 +107,45 @@ def test_gradient_onnx_takes_any_size_for_conv_objectives(exported, size):
         size = (120, 90)
     rng = np.random.default_rng(1)
     images = rng.random((2, shape[0], *size), dtype=np.float32)
-    weights, energy = _feed(layers, 2, rng, only_conv=True)
+    feed = _feed(layers, 2, rng, only_conv=True)
     names = io_names(layers)["gradient"]
-    got = sessions["gradient"].run(None, dict(zip(names["inputs"], [images, *weights, *energy])))
-    conv = [l for l in layers if l.kind == "conv"]
-    conv_weights = [w for w, l in zip(weights, layers) if l.kind == "conv"]
-    conv_energy = [e for e, l in zip(energy, layers) if l.kind == "conv"]
-    want = gradient_function(model, conv)(list(state_of(model).values()),
-                                          *[torch.from_numpy(a) for a in (images, *conv_weights, *conv_energy)])
+    got = sessions["gradient"].run(None, {"image": images, **feed})
+    want = _torch_gradient(model, [l for l in layers if l.kind == "conv"], images, feed)
     assert got[1].shape == images.shape
     for output, g, w in zip(names["outputs"], got, want):
         _assert_close(g, w.numpy(), f"{output} at {size}")
 
 
-def _objective_from_model_onnx(session, layers, images, weights, energy):
-    """The documented objective, computed in numpy from model.onnx's activations alone."""
+def _objective_from_forward_passes(model, session, layers, images, feed):
+    """The documented objective, computed in numpy from forward passes alone: the activations
+    from model.onnx, the pre-activations (which model.onnx does not output) from torch."""
     acts = dict(zip(io_names(layers)["model"]["outputs"], session.run(None, {"image": images})))
+    with torch.no_grad():
+        acts |= {name: act.numpy() for name, act in capture(
+            model, layers, state_of(model), torch.from_numpy(images), preactivations=True).items()
+            if name.endswith(PREACTIVATION)}
     total = np.zeros(len(images), np.float64)
-    for layer, w, e in zip(layers, weights, energy):
-        act = acts[layer.name].astype(np.float64)
+    for target in objective_targets(layers):
+        act = acts[target].astype(np.float64)
         degree = act.reshape(*act.shape[:2], -1).mean(2) if act.ndim == 4 else act
-        total += (degree * w).sum(1) + e * (act ** 2).reshape(len(act), -1).mean(1)
+        total += ((degree * feed[f"weights.{target}"]).sum(1)
+                  + feed[f"energy.{target}"] * (act ** 2).reshape(len(act), -1).mean(1))
     return total
 
 
-def test_gradient_onnx_matches_finite_differences_of_model_onnx(exported):
+def test_gradient_onnx_matches_finite_differences_of_forward_passes(exported):
     _, model, layers, shape, sessions = exported
     rng = np.random.default_rng(2)
     images = rng.random((3, *shape), dtype=np.float32)
-    weights, energy = _feed(layers, 3, rng)
-    names = io_names(layers)["gradient"]
-    objective, grad = sessions["gradient"].run(
-        ["objective", "grad.image"], dict(zip(names["inputs"], [images, *weights, *energy])))
-    reference = _objective_from_model_onnx(sessions["model"], layers, images, weights, energy)
+    feed = _feed(layers, 3, rng)
+    objective, grad = sessions["gradient"].run(["objective", "grad.image"], {"image": images, **feed})
+    reference = _objective_from_forward_passes(model, sessions["model"], layers, images, feed)
     np.testing.assert_allclose(objective, reference, rtol=1e-4, atol=1e-5)
 
     # Partial derivatives at random pixels. The objective is piecewise smooth
     # (ReLU, max pooling), so a difference quotient is only exact where the step crosses no kink;
     # where the forward and backward quotients disagree a kink is near, and the pair is skipped.
-    f = lambda moved: _objective_from_model_onnx(sessions["model"], layers, moved, weights, energy)
+    f = lambda moved: _objective_from_forward_passes(model, sessions["model"], layers, moved, feed)
     eps, compared = 1e-3, 0
     # float32 activations carry ~1e-7 relative rounding, which the quotient divides by eps
     noise = 5e-7 * max(1.0, float(np.abs(reference).max())) / eps
@@ -153,9 +167,9 @@ def test_dense_weights_are_ignored_off_the_training_size(exported):
     _, _, layers, shape, sessions = exported
     rng = np.random.default_rng(3)
     images = rng.random((1, shape[0], shape[1] + 8, shape[2] + 4), dtype=np.float32)
-    names = io_names(layers)["gradient"]
     conv_only = _feed(layers, 1, rng, only_conv=True)
-    with_dense = ([w if l.kind == "conv" else np.ones_like(w) for w, l in zip(conv_only[0], layers)], conv_only[1])
-    run = lambda feed: sessions["gradient"].run(None, dict(zip(names["inputs"], [images, *feed[0], *feed[1]])))
+    with_dense = {name: array if array.any() or name.startswith("energy.") else np.ones_like(array)
+                  for name, array in conv_only.items()}
+    run = lambda feed: sessions["gradient"].run(None, {"image": images, **feed})
     for a, b in zip(run(conv_only), run(with_dense)):
         np.testing.assert_array_equal(a, b)
