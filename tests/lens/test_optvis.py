@@ -1,4 +1,6 @@
 """The feature-visualisation engine on the committed bundle, checked with model.onnx alone."""
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +10,10 @@ from lens.bundle import load
 from lens.optvis import transforms
 from lens.optvis.objectives import ObjectiveError, channel, class_logit, deepdream, feeds
 from lens.optvis.render import GradientGraph, Settings, render, work
+
+ROBUST = {"scales": transforms.SCALES, "degrees": transforms.DEGREES}
+VARIANTS = {"fourier": {"param": "fourier"}, "transforms": ROBUST,
+            "fourier+transforms": {"param": "fourier", **ROBUST}}
 
 BUNDLE = load(Path(__file__).resolve().parents[2] / "models" / "mnist-cnn")
 GRAPH = GradientGraph.of(BUNDLE)
@@ -19,7 +25,7 @@ def _activations(images):
 
 def test_objectives_compose_into_gradient_graph_weights():
     objective = 2 * channel("conv2", 7) + deepdream("conv1") - 0.5 * class_logit(3)
-    fed = feeds([objective, sum([channel("dense1", 1), channel("dense1", 1)])], BUNDLE.layers)
+    fed = feeds([objective, sum([channel("dense1", 1), channel("dense1", 1)])], GRAPH.targets)
     assert fed["weights.conv2"][0, 7] == 2 and fed["weights.conv2"].sum() == 2
     assert fed["energy.conv1"].tolist() == [1, 0]
     assert fed["weights.logits"][0, 3] == -0.5
@@ -29,9 +35,9 @@ def test_objectives_compose_into_gradient_graph_weights():
 
 def test_unknown_layers_and_channels_are_refused():
     with pytest.raises(ObjectiveError, match="unknown layer 'conv9'"):
-        feeds([channel("conv9", 0)], BUNDLE.layers)
+        feeds([channel("conv9", 0)], GRAPH.targets)
     with pytest.raises(ObjectiveError, match="has 25 channels"):
-        feeds([channel("conv1", 25)], BUNDLE.layers)
+        feeds([channel("conv1", 25)], GRAPH.targets)
 
 
 def test_class_visualisation_raises_the_class_score_measured_by_model_onnx():
@@ -75,10 +81,96 @@ def test_blur_keeps_the_mean_and_resize_keeps_a_constant():
     np.testing.assert_allclose(transforms.resize(np.full((1, 1, 10, 10), 0.3, np.float32), 25, 7), 0.3, atol=1e-6)
 
 
+def _todays_loop(objectives, start, settings):
+    """render's loop before parameterisations and transforms, written out for one octave: one
+    jitter draw per step, undone on the gradient; a step of step_size / mean |grad|; decay;
+    blur every blur_every steps; clip."""
+    weights, image = feeds(objectives, GRAPH.targets), start
+    rng = np.random.default_rng(settings.seed)
+    for step in range(settings.steps):
+        dy, dx = rng.integers(-settings.jitter, settings.jitter + 1, size=2)
+        grad = GRAPH(np.roll(image, (dy, dx), axis=(2, 3)), weights)[1]
+        grad = np.roll(grad, (-dy, -dx), axis=(2, 3))
+        scale = np.abs(grad).mean(axis=(1, 2, 3), keepdims=True) + 1e-8
+        image = image + settings.step_size * grad / scale
+        image = image - settings.decay * (image - settings.background)
+        if (step + 1) % settings.blur_every == 0:
+            image = transforms.gaussian_blur(image, settings.blur_sigma)
+        image = np.clip(image, 0, 1).astype(np.float32)
+    return image
+
+
+@pytest.mark.parametrize("objectives, settings", [
+    ([deepdream("conv2"), deepdream("conv1")], Settings(steps=12)),
+    ([class_logit(3), class_logit(7)],
+     Settings(steps=12, blur_sigma=0.8, decay=0.01, jitter=2, seed=5)),
+])
+def test_default_parameterisation_and_transforms_keep_todays_pictures(objectives, settings):
+    """The service's default dreams and the bundle's pictures stay what they were: the same rng
+    draws in the same order, the same steps (up to rounding in start + (image - start)). The
+    objectives always have a gradient, so no step is redirected to a pre-activation."""
+    start = np.random.default_rng(2).random((2, 1, 28, 28), dtype=np.float32)
+    result = render(GRAPH, objectives, start, settings)
+    assert not result.redirected.any()
+    np.testing.assert_allclose(result.images, _todays_loop(objectives, start, settings),
+                               atol=1e-6, rtol=0)
+
+
+def _degrees(images, units):
+    """The degree of activation of units[i] on images[i] by model.onnx (a conv filter's mean
+    over its map)."""
+    found = _activations(images)
+    return np.array([found[layer][i, k].mean() for i, (layer, k) in enumerate(units)])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fourier_and_transforms_raise_what_model_onnx_measures(variant):
+    """Conv filters from a low-contrast grey; a dense unit and classes from near black, with the
+    blur and decay of the bundle's pictures."""
+    filters = [("conv1", 12), ("conv2", 21)]
+    grey = 0.45 + 0.1 * np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
+    result = render(GRAPH, [channel(*unit) for unit in filters], grey,
+                    Settings(steps=48, **VARIANTS[variant]))
+    assert (_degrees(result.images, filters) > _degrees(grey, filters) + 0.2).all()
+    np.testing.assert_allclose(result.objective_after, _degrees(result.images, filters),
+                               rtol=1e-4, atol=1e-4)
+
+    units = [("logits", 3), ("logits", 7), ("dense1", 2)]
+    dark = np.full((3, 1, 28, 28), 0.02, np.float32)
+    result = render(GRAPH, [channel(*unit) for unit in units], dark,
+                    Settings(steps=48, blur_sigma=0.8, decay=0.01, **VARIANTS[variant]))
+    assert (_degrees(result.images, units) > _degrees(dark, units) + 8).all()
+    assert _activations(result.images)["logits"][:2].argmax(1).tolist() == [3, 7]
+
+
+def test_fourier_with_transforms_dreams_over_octaves_the_same_per_seed():
+    """Deep Dream on a large image: each octave re-parameterised from its start, the detail
+    carried in pixels; same seed, same picture; another seed, another."""
+    noise = np.random.default_rng(0).random((1, 1, 120, 90), dtype=np.float32)
+    start = transforms.gaussian_blur(noise, 2)
+    settings = Settings(steps=10, octaves=3, seed=3, **VARIANTS["fourier+transforms"])
+    result = render(GRAPH, [deepdream("conv2")], start, settings)
+    assert result.images.shape == start.shape and result.steps_done == 30
+    assert result.objective_after[0] > 1.5 * result.objective_before[0]
+    again = render(GRAPH, [deepdream("conv2")], start, settings)
+    np.testing.assert_array_equal(result.images, again.images)
+    other = render(GRAPH, [deepdream("conv2")], start, replace(settings, seed=4))
+    assert not np.array_equal(other.images, result.images)
+
+
+def test_settings_survive_the_manifest_and_refuse_an_unknown_parameterisation():
+    settings = Settings(param="fourier", **ROBUST)
+    assert Settings(**json.loads(json.dumps(vars(settings)))) == settings
+    with pytest.raises(ValueError, match="'wavelet' is not one of pixels, fourier"):
+        Settings(param="wavelet")
+
+
 @pytest.mark.parametrize("size, settings", [((28, 28), Settings(steps=5)),
                                             ((61, 47), Settings(steps=3, octaves=3)),
                                             ((40, 90), Settings(steps=2, octaves=4,
-                                                                octave_scale=2.0))])
+                                                                octave_scale=2.0)),
+                                            ((61, 47), Settings(steps=3, octaves=3,
+                                                                **VARIANTS["fourier+transforms"]))])
 def test_work_is_the_pixels_of_every_gradient_run_render_makes(size, settings):
     """work() against the pixels render actually sends through gradient.onnx, counted."""
     pixels = []
