@@ -35,8 +35,15 @@ is the per-pixel sum over channels, signed: negative pixels speak against the cl
 Explanations from Deep Networks via Gradient-based Localization", ICCV). For a conv layer with
 feature maps A_c (from model.onnx) the weight of channel c is the mean over the map of dy_t/dA_c
 (gradient.onnx's `grad.<layer>`), and the map is ReLU(sum_c w_c A_c): where the layer saw what
-raises the class. It has the layer's resolution (11x11 for conv2 of the lecture net) and is
-upsampled bilinearly to the input size (half-pixel centres, as torch's `align_corners=False`).
+raises the class. It has the layer's resolution (11x11 for conv2 of the lecture net), and each
+cell is placed at the centre of its receptive field, bilinear between centres and constant beyond
+the outermost ones: valid convolutions and pooling trim the borders, so conv2's cell j sees pixels
+2j..2j+7 (centre 2j+3.5), where stretching the map over the image, as most implementations do,
+would put it at 2.55j+0.77, up to 2.7 pixels off. `cell_centres` takes the centres from the
+manifest's `stride` and the map's and the image's sizes, assuming the map sits symmetrically on
+the input: true of valid and of 'same'-padded nets, not of one whose strides drop a last row or
+column (a stride-2 3x3 conv on a 14x14 map shifts its cells by a pixel). /explain always passes
+images of the training size.
 The last conv layer is the usual choice: its channels are the most class-specific and it still
 has a spatial map.
 
@@ -85,7 +92,7 @@ def _class_feeds(graph: GradientGraph, target: int, count: int) -> dict[str, np.
     classes = next(entry["channels"] for entry in graph.layers if entry["name"] == layer)
     if not 0 <= target < classes:
         raise AttributionError(f"target {target} is not a class (0..{classes - 1})")
-    return feeds([class_logit(target, layer)] * count, graph.layers)
+    return feeds([class_logit(target, layer)] * count, graph.targets)
 
 
 def input_gradients(graph: GradientGraph, images: np.ndarray, target: int,
@@ -165,32 +172,36 @@ def layer_gradient(graph: GradientGraph, image: np.ndarray, target: int, layer: 
 
 def gradcam(graph: GradientGraph, image: np.ndarray, activation: np.ndarray, target: int,
             layer: str) -> np.ndarray:
-    """H x W map (the image's size): ReLU(sum_c w_c A_c) upsampled bilinearly, where A is the
-    layer's C' x h x w `activation` for `image` (from model.onnx) and w_c the spatial mean of
-    dy_t/dA_c. Not normalised: its scale is the layer's and the class's."""
+    """H x W map (the image's size): ReLU(sum_c w_c A_c) with each cell at its receptive field's
+    centre (`place_cells`), where A is the layer's C' x h x w `activation` for `image` (from
+    model.onnx) and w_c the spatial mean of dy_t/dA_c. Not normalised: its scale is the layer's
+    and the class's."""
     weights = layer_gradient(graph, image, target, layer).mean(axis=(1, 2))
     cam = np.maximum(np.tensordot(weights, activation, axes=1), 0)
-    return upsample_bilinear(cam, *image.shape[1:])
+    stride = next(entry["stride"] for entry in graph.layers if entry["name"] == layer)
+    return place_cells(cam, stride, *image.shape[1:])
 
 
-def upsample_bilinear(plane: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of an h x w plane with half-pixel centres and clamped borders (torch's
-    interpolate(mode="bilinear", align_corners=False)), as two interpolation matrices."""
-    rows = _interpolation_matrix(plane.shape[0], height)
-    cols = _interpolation_matrix(plane.shape[1], width)
+def cell_centres(size: int, cells: int, stride: int) -> np.ndarray:
+    """Input pixel index of the receptive-field centre of each of `cells` activations, `stride`
+    pixels apart, over `size` input pixels: the row of centres sits in the middle of the input
+    (3.5, 5.5, ..., 23.5 for the lecture net's conv2: 28 pixels, 11 cells, stride 2)."""
+    return (size - 1 - (cells - 1) * stride) / 2 + stride * np.arange(cells)
+
+
+def place_cells(plane: np.ndarray, stride: int, height: int, width: int) -> np.ndarray:
+    """An h x w map of a conv layer -> height x width: each cell at its receptive-field centre,
+    bilinear between centres, constant beyond the outermost ones."""
+    rows = _interpolation_matrix(cell_centres(height, plane.shape[0], stride), height)
+    cols = _interpolation_matrix(cell_centres(width, plane.shape[1], stride), width)
     return (rows @ plane.astype(np.float64) @ cols.T).astype(np.float32)
 
 
-def _interpolation_matrix(size_in: int, size_out: int) -> np.ndarray:
-    source = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
-    source = np.clip(source, 0, size_in - 1)
-    low = np.floor(source).astype(int)
-    high = np.minimum(low + 1, size_in - 1)
-    frac = source - low
-    matrix = np.zeros((size_out, size_in))
-    matrix[np.arange(size_out), low] += 1 - frac
-    matrix[np.arange(size_out), high] += frac
-    return matrix
+def _interpolation_matrix(centres: np.ndarray, size: int) -> np.ndarray:
+    """size x len(centres): row p holds the weights of pixel p's linear interpolation between the
+    centres around it (np.interp of each cell's indicator, which clamps at the ends)."""
+    pixels = np.arange(size)
+    return np.stack([np.interp(pixels, centres, one) for one in np.eye(len(centres))], axis=1)
 
 
 def attribute(graph: GradientGraph, method: str, image: np.ndarray, target: int, *,

