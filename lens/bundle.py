@@ -59,7 +59,8 @@ def check_files(directory: Path, manifest: dict) -> None:
     """Every file the manifest lists exists with its recorded size and sha256, and every file
     the manifest refers to is listed."""
     directory = Path(directory)
-    referred = {graph["file"] for graph in manifest["graphs"].values()} | set(pictures(manifest))
+    referred = ({graph["file"] for graph in manifest["graphs"].values()} | set(pictures(manifest))
+                | set(unit_files(manifest)))
     unlisted = sorted(referred - set(manifest["files"]))
     if unlisted:
         raise BundleError(f"{directory / MANIFEST}: refers to {unlisted[0]} but does not list "
@@ -80,6 +81,16 @@ def pictures(manifest: dict) -> list[str]:
     return [file for layer in manifest["visualizations"]["layers"].values()
             for file in (layer["atlas"], *(layer["filters"].format(index=k)
                                           for k in range(layer["count"])))]
+
+
+def unit_files(manifest: dict) -> list[str]:
+    """units.json and every unit's example sprite; none in bundles built before they existed."""
+    units = manifest.get("units")
+    if units is None:
+        return []
+    return [units["file"], *(units["sprites"].format(layer=name, index=k)
+                             for name, layer in manifest["visualizations"]["layers"].items()
+                             for k in range(layer["count"]))]
 
 
 def read_file(directory: Path, manifest: dict, name: str) -> bytes:

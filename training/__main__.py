@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     verify = commands.add_parser("verify", help="check a bundle: schema, hashes, ONNX, torch parity")
     verify.add_argument("bundle", type=Path)
     verify.add_argument("--no-torch", action="store_true", help="skip the parity checks with torch")
+    verify.add_argument("--no-quality", action="store_true",
+                        help="skip the picture-quality bars (for quick test builds; a published "
+                             "bundle must pass them)")
 
     args = parser.parse_args(argv)
     try:
@@ -103,7 +106,8 @@ def cmd_build(args) -> int:
 
 def cmd_verify(args) -> int:
     from training.verify import verify
-    verify(args.bundle, torch_parity=not args.no_torch, report=lambda line: print(f"ok  {line}"))
+    verify(args.bundle, torch_parity=not args.no_torch, quality=not args.no_quality,
+           report=lambda line: print(f"ok  {line}"))
     print(f"{args.bundle}: valid bundle")
     return 0
 

@@ -8,12 +8,19 @@ import numpy as np
 import onnx
 
 from lens import bundle as lens_bundle
+from lens.optvis import objectives as lens_objectives
 
 PARITY_TOLERANCE = 1e-5     # max abs error of ONNX outputs against torch, float32
 GRADIENT_TOLERANCE = 1e-4   # relative to the largest gradient entry
 
 
-def verify(directory: Path, *, torch_parity: bool = True,
+FIDELITY_BAR = 0.98          # hidden-layer pictures that must beat the best training digit
+CLASSES_READ_BAR = 0.9       # class pictures an independent reader must read as their class
+LOGIT_PERCENTILE = 99        # a class picture's logit must beat this percentile of the digits'
+NEIGHBOURS = 5               # the independent reader: k nearest training digits, in pixels
+
+
+def verify(directory: Path, *, torch_parity: bool = True, quality: bool = True,
            report: Callable[[str], None] = print) -> None:
     """Raise BundleError naming the file and problem at the first failed check."""
     directory = Path(directory)
@@ -32,6 +39,78 @@ def verify(directory: Path, *, torch_parity: bool = True,
     report("graphs load in onnxruntime with the manifest's inputs, outputs and shapes")
     if torch_parity:
         _torch_parity(loaded, report)
+    if quality:
+        _picture_quality(loaded, report)
+
+
+def _picture_quality(loaded: lens_bundle.Bundle, report) -> None:
+    """The filter pictures against the training digits, with the bundle's own model.onnx: every
+    hidden unit's picture must excite it more than the best digit does (dead units excused), and
+    every class picture must read as its class and score above nearly every digit of it."""
+    from training import units
+    from training.export import training_digits
+
+    manifest = loaded.manifest
+    visual = manifest["visualizations"]["layers"]
+    digits = training_digits(manifest["training"]["config"])
+    outputs = manifest["graphs"]["model"]["outputs"]
+    layers = [layer for layer in loaded.layers if layer["name"] in visual]
+    on_digits = units.activity(loaded.model, outputs, digits.images, layers)
+    beaten = excused = total = 0
+    for layer in layers:
+        name = layer["name"]
+        pictures = _pictures(loaded, visual[name])
+        on_picture = units.activity(loaded.model, outputs, pictures, [layer])[name]
+        if layer["kind"] == "output":
+            _class_pictures(loaded, pictures, on_picture, on_digits[name], digits, report)
+            continue
+        dead = units.dead(layer, on_picture, on_digits[name])
+        if "dead" in visual[name] and dead != visual[name]["dead"]:
+            raise lens_bundle.BundleError(f"{loaded.path / lens_bundle.MANIFEST}: {name}'s dead "
+                                          f"units are {sorted(dead)}, the manifest says "
+                                          f"{sorted(visual[name]['dead'])}")
+        beats = np.diag(on_picture.degree) > on_digits[name].degree.max(axis=0)
+        report(f"{name}: {int(beats.sum())} of {len(beats)} pictures excite their unit more than "
+               f"the best of {len(digits.labels)} training digits" + (f"; dead: {sorted(dead, key=int)}" if dead else ""))
+        beaten += int(beats.sum())
+        excused += sum(1 for k in dead if not beats[int(k)])
+        total += len(beats)
+    share = beaten / max(total - excused, 1)
+    line = (f"hidden layers: {beaten} of {total - excused} pictures beat the best digit "
+            f"({share:.1%}; {excused} dead unit(s) excused; the bar is {FIDELITY_BAR:.0%})")
+    if share < FIDELITY_BAR:
+        raise lens_bundle.BundleError(f"{loaded.path}: {line}")
+    report(line)
+
+
+def _class_pictures(loaded, pictures, on_picture, on_digits, digits, report) -> None:
+    flat = digits.images.reshape(len(digits.images), -1).astype(np.float32)
+    queries = pictures.reshape(len(pictures), -1).astype(np.float32)
+    distances = ((queries ** 2).sum(1)[:, None] - 2 * queries @ flat.T + (flat ** 2).sum(1)[None])
+    nearest = np.argsort(distances, axis=1, kind="stable")[:, :NEIGHBOURS]
+    classes = len(pictures)
+    read = np.array([np.bincount(digits.labels[row], minlength=classes).argmax() for row in nearest])
+    logits = np.diag(on_picture.degree)
+    bar = np.percentile(on_digits.degree, LOGIT_PERCENTILE, axis=0)
+    line = (f"class pictures: {int((read == np.arange(classes)).sum())} of {classes} read as their "
+            f"class by {NEIGHBOURS}-nearest training digits (bar {CLASSES_READ_BAR:.0%}); "
+            f"{int((logits > bar).sum())} of {classes} logits above the {LOGIT_PERCENTILE}th "
+            f"percentile of the training digits' (lowest ratio {float((logits / bar).min()):.2f})")
+    if (read == np.arange(classes)).mean() < CLASSES_READ_BAR or not (logits > bar).all():
+        raise lens_bundle.BundleError(f"{loaded.path}: {line}")
+    report(line)
+
+
+def _pictures(loaded: lens_bundle.Bundle, visual: dict) -> np.ndarray:
+    """A layer's filter pictures as uint8 N x C x H x W, decoded from the bundle's PNGs."""
+    from PIL import Image
+
+    planes = []
+    for k in range(visual["count"]):
+        with Image.open(loaded.path / visual["filters"].format(index=k)) as image:
+            pixels = np.asarray(image)
+        planes.append(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
+    return np.stack(planes)
 
 
 def _torch_parity(loaded: lens_bundle.Bundle, report) -> None:
@@ -41,7 +120,7 @@ def _torch_parity(loaded: lens_bundle.Bundle, report) -> None:
         report("torch not installed: parity with torch skipped")
         return
     from training.layers import Layer, capture, state_of
-    from training.onnx_export import gradient_function
+    from training.onnx_export import gradient_function, objective_targets
     from training.train import load_model
 
     checkpoint = loaded.path / "checkpoint.pt"
@@ -67,11 +146,16 @@ def _torch_parity(loaded: lens_bundle.Bundle, report) -> None:
     report(f"model.onnx matches torch on {len(got)} outputs (max abs error <= {PARITY_TOLERANCE})")
 
     gradient_graph = loaded.manifest["graphs"]["gradient"]
-    weights = [rng.standard_normal((3, layer.channels), dtype=np.float32) for layer in layers]
-    energy = [rng.standard_normal(3, dtype=np.float32) for _ in layers]
-    got = loaded.gradient.run(None, dict(zip(gradient_graph["inputs"], [images, *weights, *energy])))
+    targets = objective_targets(layers)
+    if gradient_graph["inputs"][1:] != [f"{kind}.{t}" for kind in ("weights", "energy") for t in targets]:
+        report("gradient.onnx predates pre-activation inputs: parity with torch skipped for it")
+        return
+    channels = lens_objectives.targets(loaded.layers, gradient_graph["inputs"])
+    feed = [rng.standard_normal((3, channels[t]), dtype=np.float32) for t in targets]
+    feed += [rng.standard_normal(3, dtype=np.float32) for _ in targets]
+    got = loaded.gradient.run(None, dict(zip(gradient_graph["inputs"], [images, *feed])))
     want = gradient_function(model, layers)(
-        list(state_of(model).values()), *[torch.from_numpy(a) for a in (images, *weights, *energy)])
+        list(state_of(model).values()), *[torch.from_numpy(a) for a in (images, *feed)])
     for name, g, w in zip(gradient_graph["outputs"], got, want):
         error = float(np.abs(g - w.numpy()).max() / (np.abs(w.numpy()).max() + 1e-12))
         if error > GRADIENT_TOLERANCE:

@@ -34,7 +34,8 @@ def _build(tmp_path, *extra):
     argv = ["build", "--limit", "300", "--holdout", "200", "--epochs", "1",
             "--checkpoint", str(tmp_path / "ck.pt"), "--out", str(out), *extra]
     assert main(argv) == 0
-    assert main(["verify", str(out)]) == 0
+    # one epoch on 300 digits: the picture-quality bars are for published bundles
+    assert main(["verify", "--no-quality", str(out)]) == 0
     return json.loads((out / "manifest.json").read_text())
 
 

@@ -30,6 +30,28 @@ def test_committed_bundle_passes_verify_with_torch_parity(capsys):
     assert main(["verify", str(DEFAULT)]) == 0
     out = capsys.readouterr().out
     assert "model.onnx matches torch" in out and "gradient.onnx matches torch autograd" in out
+    assert "hidden layers: 174 of 174 pictures beat the best digit" in out
+    assert "class pictures: 10 of 10 read as their class" in out
+
+
+def test_verify_fails_below_the_picture_quality_bar(bundle):
+    """Pictures replaced by black ones no longer beat the best digit (but for conv1's off-detectors,
+    which a black image excites most): one blank would still pass 98 % overall, so blank five."""
+    from PIL import Image
+    for k in range(5):
+        Image.new("L", (28, 28), 0).save(bundle / "filters" / "conv1" / f"{k}.png")
+    _rewrite_manifest(bundle, _rehash(bundle))
+    with pytest.raises(BundleError, match=r"hidden layers: 170 of 174 pictures beat the best digit \(97\.7%"):
+        verify(bundle, torch_parity=False, report=lambda _: None)
+
+
+def _rehash(directory):
+    from lens.bundle import sha256
+
+    def change(manifest):
+        for name, entry in manifest["files"].items():
+            entry.update(sha256=sha256(directory / name), bytes=(directory / name).stat().st_size)
+    return change
 
 
 def test_committed_bundle_reaches_the_accuracy_bar():
