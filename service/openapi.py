@@ -157,6 +157,9 @@ def _paths(served: Served, models: list[str]) -> dict:
             "schema": {"type": "string", "pattern": r"^([0-9]+|atlas|weights)$"},
             "description": "a filter index, 'atlas' (all filters in a grid) or 'weights' (raw "
                            "kernels; first conv layer only)"}
+    unit = {"name": "index", "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "a filter, unit or class index, below the layer's channels"}
     not_found = {"404": problem_response("unknown model, layer or filter")}
     return {
         "/predict": {"post": {
@@ -173,6 +176,10 @@ def _paths(served: Served, models: list[str]) -> dict:
             "responses": {
                 "200": {"description": "the dreamed image (PNG, or JSON by Accept)",
                         "headers": {"X-Dream-Steps-Done": {"schema": {"type": "integer"}},
+                                    "X-Dream-Redirected-Steps": {
+                                        "schema": {"type": "integer"},
+                                        "description": "steps taken on a pre-activation "
+                                                       "because the target was off everywhere"},
                                     "X-Dream-Budget-Exhausted": {
                                         "schema": {"type": "string", "enum": ["true", "false"]},
                                         "description": "true: the time budget cut it short"}},
@@ -202,6 +209,26 @@ def _paths(served: Served, models: list[str]) -> dict:
                           "304": {"description": "If-None-Match names the picture's ETag"},
                           "400": problem_response("scale is not an integer"),
                           "422": problem_response("scale outside its bounds")} | not_found | UNEXPECTED}},
+        "/filters/{layer}/{index}/examples": {"get": {
+            "summary": "A unit's dataset examples: the training digits that excite it most, "
+                       "with (conv layers) where it fires; whether it is dead, how often it "
+                       "fires, how well its picture excites it",
+            "parameters": [layer, unit, model, filters.scale_param(served, None).openapi()],
+            "responses": {"200": {"description": "JSON, or with Accept preferring image/png the "
+                                                 "examples in a 3x3 grid with each receptive "
+                                                 "field outlined (the bundle's file, its sha256 "
+                                                 "as ETag when unscaled)",
+                                  "headers": {"Vary": {"schema": {"type": "string"},
+                                                       "description": "Accept"}},
+                                  "content": {"application/json": {"schema": {
+                                      "$ref": "#/components/schemas/UnitExamples"}}}
+                                             | png_response("")["content"]},
+                          "304": {"description": "If-None-Match names the sprite's ETag"},
+                          "400": problem_response("scale is not an integer"),
+                          "422": problem_response("scale outside its bounds"),
+                          "404": problem_response(
+                              "unknown model, layer or unit, or a bundle built before dataset "
+                              "examples (the detail says to rebuild it)")} | UNEXPECTED}},
         "/healthz": {"get": {"summary": "The process answers",
                              "responses": {"200": _json("alive", "Health")}}},
         "/readyz": {"get": {"summary": "Every model is loaded and a warm-up inference ran",
@@ -237,6 +264,17 @@ def _schemas() -> dict:
     model = {"type": "object", "required": ["name", "version"],
              "properties": {"name": {"type": "string"}, "version": {"type": "string"}}}
     png_base64 = {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}
+    unit_properties = {
+        "fidelity": {"type": ["number", "null"],
+                     "description": "the unit's degree of activation on its picture divided by "
+                                    "that of the training digit that excites it most; null: no "
+                                    "training digit makes it fire, or an older bundle"},
+        "dead": {"type": ["string", "null"],
+                 "description": "why the unit is dead (the evidence); null: it is not, or an "
+                                "older bundle"},
+        "fire_rate": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                      "description": "the fraction of training digits on which it fires "
+                                     "(logits: is the top class); null: not recorded"}}
     layer = {
         "type": "object",
         "required": ["name", "kind", "channels", "kernel", "stride", "receptive_field", "shape",
@@ -286,17 +324,65 @@ def _schemas() -> dict:
         "LayerFilters": {"allOf": [{"$ref": "#/components/schemas/Layer"}, {
             "type": "object", "required": ["filters"],
             "properties": {"filters": {"type": "array", "items": {
-                "type": "object", "required": ["index", "image", "objective"],
+                "type": "object",
+                "required": ["index", "image", "objective", "fidelity", "dead", "fire_rate",
+                             "examples"],
                 "properties": {"index": {"type": "integer"}, "image": {"type": ["string", "null"]},
-                               "objective": {"type": ["number", "null"]}}}}}}]},
+                               "objective": {"type": ["number", "null"]},
+                               "fidelity": unit_properties["fidelity"],
+                               "dead": unit_properties["dead"],
+                               "fire_rate": unit_properties["fire_rate"],
+                               "examples": {"type": ["string", "null"], "description":
+                                            "the unit's dataset examples; null: the bundle was "
+                                            "built before them"}}}}}}]},
+        "UnitExamples": {
+            "type": "object",
+            "required": ["model", "layer", "index", "digits", "fire_rate", "best_degree", "dead",
+                         "fidelity", "examples", "links"],
+            "properties": unit_properties | {
+                "model": {"$ref": "#/components/schemas/Model"},
+                "layer": {"type": "string"}, "index": {"type": "integer"},
+                "digits": {"type": "object", "description": "the digits searched: the training "
+                           "split of the manifest's training.data (source, split, count)"},
+                "best_degree": {"type": "number",
+                                "description": "the degree of activation of the first example"},
+                "examples": {"type": "array", "items": {
+                    "type": "object", "required": ["digit", "label", "degree"],
+                    "properties": {
+                        "digit": {"type": "integer", "minimum": 0,
+                                  "description": "index into the training split"},
+                        "label": {"type": "string"},
+                        "degree": {"type": "number", "description": "degree of activation: the "
+                                   "mean of the feature map (conv), the value (dense, logits)"},
+                        "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4,
+                                "maxItems": 4, "description": "conv layers: the receptive field "
+                                "of the cell where the unit fires most, in input pixels: top, "
+                                "left (inclusive), bottom, right (exclusive)"}}},
+                    "description": "the training digits that excite the unit most, best first"},
+                "pushes": {"type": "object", "required": ["up", "down"],
+                           "description": "dense layers feeding the output: the classes its "
+                                          "outgoing weights raise and lower most",
+                           "properties": {direction: {"type": "array", "items": {
+                               "type": "object", "required": ["class", "weight"],
+                               "properties": {"class": {"type": "string"},
+                                              "weight": {"type": "number"}}}}
+                               for direction in ("up", "down")}},
+                "weights": {"type": "array", "description": "first conv layer: the raw kernel, "
+                            "input channels x kernel height x kernel width",
+                            "items": {"type": "array", "items": number_list}},
+                "links": {"type": "object", "required": ["sprite"],
+                          "additionalProperties": {"type": "string"},
+                          "description": "sprite: this URL with Accept: image/png"}}},
         "Dream": {"type": "object",
                   "required": ["image", "targets", "objective_before", "objective_after",
-                               "history", "steps_done", "budget_exhausted"],
+                               "history", "steps_done", "redirected_steps",
+                               "budget_exhausted"],
                   "properties": {"image": png_base64, "targets": {"type": "string"},
                                  "objective_before": {"type": "number"},
                                  "objective_after": {"type": "number"},
                                  "history": number_list,
                                  "steps_done": {"type": "integer"},
+                                 "redirected_steps": {"type": "integer"},
                                  "budget_exhausted": {"type": "boolean"}}},
         "Health": {"type": "object", "required": ["status"],
                    "properties": {"status": {"const": "ok"}}},

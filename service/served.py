@@ -1,6 +1,7 @@
 """One served bundle: its onnxruntime sessions and gradient graph, loaded and warmed up."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,8 +26,9 @@ class Served:
     bundle: bundles.Bundle
     graph: GradientGraph
     warmup_seconds: float
-    # The filter pictures and model.onnx, read (and checked against the manifest) once at load:
-    # requests never touch the disk, and a bundle changed on disk is seen only by a reload.
+    # The filter pictures, units.json and its example sprites, and model.onnx, read (and checked
+    # against the manifest) once at load: requests never touch the disk, and a bundle changed on
+    # disk is seen only by a reload.
     files: dict[str, bytes]
 
     @classmethod
@@ -40,17 +42,25 @@ class Served:
         image = np.zeros((1, *bundle.input_shape), np.float32)
         # Untimed, unlike infer: warm-ups are not request metrics (/readyz shows them).
         bundle.model.run(None, {"image": image})
-        graph(image, feeds([Objective()], bundle.layers))
+        graph(image, feeds([Objective()], graph.targets))
         warmup = time.perf_counter() - start
         model_file = bundle.manifest["graphs"]["model"]["file"]
         files = {name: bundles.read_file(bundle.path, bundle.manifest, name)
-                 for name in [*bundles.pictures(bundle.manifest), model_file]}
+                 for name in [*bundles.pictures(bundle.manifest), *bundles.unit_files(bundle.manifest),
+                              model_file]}
         return cls(settings, bundle, _TimedGraph(graph, bundle.name), warmup, files)
 
     @cached_property
     def first_conv_kernels(self) -> np.ndarray | None:
         """Parsed on first use: it imports onnx, which no other request needs."""
         return weights.first_conv_kernels(self.files[self.bundle.manifest["graphs"]["model"]["file"]])
+
+    @cached_property
+    def units(self) -> dict | None:
+        """units.json (each unit's dataset examples), parsed once; None for a bundle built
+        before dataset examples."""
+        spec = self.bundle.manifest.get("units")
+        return None if spec is None else json.loads(self.files[spec["file"]])
 
     def infer(self, images: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """model.onnx on a float32 N x C x H x W batch in [0, 1]: the named outputs (default:

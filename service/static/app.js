@@ -76,6 +76,9 @@ async function upload(file) {
 async function load() {
   const [models, layers, api] = await Promise.all([
     getJSON("/models"), getJSON("/filters"), getJSON("/openapi.json")]);
+  // Every layer's filter list, once per model: the atlas, the dead marks and the unit page read it.
+  const listings = new Map(await Promise.all(layers.layers.map(
+    async (layer) => [layer.name, await getJSON(layer.links.self)])));
   const model = models.models.find((entry) => entry.name === layers.model.name) ?? models.models[0];
   const spatial = layers.layers.filter((layer) => layer.shape.length === 3).map((layer) => layer.name);
   const explain = Boolean(api.paths["/explain"]);
@@ -91,19 +94,20 @@ async function load() {
   byId("probabilities").replaceChildren();
   byId("inspector").hidden = true;
 
-  const inspector = new Inspector(byId("inspector"), {explain, layers: layers.layers, onError: showError, signal});
+  const inspector = new Inspector(byId("inspector"), {
+    explain, layers: layers.layers, listings, labels: model.labels, onError: showError, signal});
   const openFilter = (layer, k) => inspector.show(layer, k, view.layers.degree(layer.name, k), input);
   view = {
     predictParams: {top_k: model.labels.length, activations: true, feature_maps: spatial.join(",")},
     probabilities: new Probabilities(byId("probabilities"), byId("top-prediction"), model.labels),
-    layers: new Layers(byId("layers"), layers.layers, {onFilter: openFilter, featureMaps, onError: showError}),
-    atlas: new Atlas(byId("atlas-layer"), byId("atlas"), byId("atlas-link"), layers.layers, openFilter, signal),
+    layers: new Layers(byId("layers"), layers.layers, listings, {onFilter: openFilter, featureMaps, onError: showError}),
+    atlas: new Atlas(byId("atlas-layer"), byId("atlas"), byId("atlas-link"), layers.layers, listings, openFilter, signal),
   };
   new Dream(layers.layers, model.labels, {
     input: () => input, onError: showError, signal,
     limits: {steps: paramMaximum(api, "/dream", "steps"), octaves: paramMaximum(api, "/dream", "octaves")},
   });
-  await view.atlas.open(byId("atlas-layer").value);
+  view.atlas.open(byId("atlas-layer").value);
   await predict();
 }
 

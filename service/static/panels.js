@@ -1,8 +1,10 @@
 // What the page shows about the network: class probabilities, per-layer activation bars and
-// feature maps, the filter inspector (with an explanation when the service has POST /explain),
-// and the atlas browser. Bars are buttons, so every filter is reachable by keyboard.
+// feature maps, the unit page (with an explanation when the service has POST /explain), and the
+// atlas browser. Bars and tiles are buttons, so every unit is reachable by keyboard; dead units
+// are marked on both.
 
-import {getJSON, png, postImage, url} from "./api.js";
+import {png, postImage, url} from "./api.js";
+import {UnitDetails, unitName} from "./unit.js";
 
 const FILTER_SCALE = 8;   // filter pictures are 28x28: 224 px, crisp (nearest neighbour)
 const TILE_SCALE = 2;
@@ -51,23 +53,29 @@ export class Probabilities {
   }
 }
 
+function deadMark(entry) {
+  return entry?.dead ? " (dead)" : "";
+}
+
 // One block per layer: a bar per filter (its degree of activation, scaled to the layer's
 // largest so the strongest filter is full height) and, for conv layers, the feature maps.
+// `listings`: layer name -> GET /filters/{layer}, whose entries say which units are dead.
 export class Layers {
-  constructor(container, layers, {onFilter, featureMaps, onError}) {
+  constructor(container, layers, listings, {onFilter, featureMaps, onError}) {
     this.blocks = new Map();
     for (const layer of layers) {
       const bars = element("div", {className: "filter-bars", role: "group"});
       bars.setAttribute("aria-label", `${layer.name}: one bar per filter`);
       const buttons = [];
       for (let k = 0; k < layer.channels; k++) {
+        const dead = deadMark(listings.get(layer.name)?.filters[k]);
         const fill = element("span", {className: "fill"});
-        const button = element("button", {type: "button", className: "fbar"}, [fill]);
-        button.setAttribute("aria-label", `${layer.name} filter ${k}`);
-        button.title = `${layer.name} filter ${k}`;
+        const button = element("button", {type: "button", className: dead ? "fbar dead" : "fbar"}, [fill]);
+        button.setAttribute("aria-label", `${layer.name} filter ${k}${dead}`);
+        button.title = `${layer.name} filter ${k}${dead}`;
         button.addEventListener("click", () => onFilter(layer, k));
         bars.append(button);
-        buttons.push({button, fill});
+        buttons.push({button, fill, dead});
       }
       const block = element("section", {className: "layer"}, [
         element("h3", {textContent: `${layer.name} · ${layer.kind}, ${layer.channels} ` +
@@ -112,9 +120,9 @@ export class Layers {
       if (degrees) {
         const peak = Math.max(...degrees.mean.map(Math.abs), 1e-9);
         degrees.mean.forEach((mean, k) => {
-          const {button, fill} = buttons[k];
+          const {button, fill, dead} = buttons[k];
           fill.style.height = `${Math.max(0, (100 * mean) / peak).toFixed(1)}%`;
-          const text = `${name} filter ${k}: activation ${mean.toFixed(3)}, max ${degrees.max[k].toFixed(3)}`;
+          const text = `${name} filter ${k}: activation ${mean.toFixed(3)}, max ${degrees.max[k].toFixed(3)}${dead}`;
           button.setAttribute("aria-label", text);
           button.title = text;
         });
@@ -127,18 +135,24 @@ export class Layers {
     }
   }
 
+  // The bar's "activation …, max …" for the current input; undefined before any prediction.
   degree(name, k) {
-    return this.blocks.get(name)?.buttons[k]?.button.title;
+    return this.blocks.get(name)?.buttons[k]?.button.title.split(": ")[1];
   }
 }
 
-// What one filter has learned (GET /filters/{layer}/{k}) and, with POST /explain, why the
-// network decided what it did on the current input.
+// A unit's page: what it has learned (GET /filters/{layer}/{k}), the evidence from the training
+// digits (UnitDetails) and, with POST /explain, why the network decided what it did on the
+// current input.
 export class Inspector {
-  constructor(root, {explain, layers, onError, signal}) {
+  constructor(root, {explain, layers, listings, labels, onError, signal}) {
     this.root = root;
     this.layers = layers;
+    this.listings = listings;
+    this.labels = labels;
     this.onError = onError;
+    this.heading = root.querySelector("#inspector-heading");
+    this.details = new UnitDetails();
     this.image = root.querySelector("#filter-image");
     this.caption = root.querySelector("#filter-caption");
     this.explainFigure = root.querySelector("#explain-figure");
@@ -151,16 +165,26 @@ export class Inspector {
     this.current = null;
   }
 
+  // The heading takes the focus, so a keyboard or screen-reader user lands on the page opened.
   show(layer, k, degree, input) {
-    this.current = {layer, k};
+    const current = {layer, k};
+    this.current = current;
     this.input = input;
     this.root.hidden = false;
+    const name = unitName(layer, k, this.labels);
+    this.heading.textContent = name;
     this.image.src = url(`/filters/${layer.name}/${k}`, {scale: FILTER_SCALE});
-    this.image.alt = `The image that maximises ${layer.name} ${layer.kind === "output" ? "class" : "filter"} ${k}`;
-    this.caption.textContent = `${layer.name} filter ${k}: what it responds to most` +
-      (degree ? ` — now ${degree.split(": ")[1]}` : "");
+    this.image.alt = `The image that maximises ${name}`;
+    const entry = this.listings.get(layer.name)?.filters[k];
+    this.caption.textContent = `${name}: ` + (entry?.dead
+      ? "its optimised picture, which does not make it fire either"
+      : "what it responds to most") + (degree ? ` — now ${degree}` : "");
+    this.heading.focus({preventScroll: true});
     this.root.scrollIntoView({block: "nearest"});
+    this.explainFigure.hidden = true;
     if (this.explainAvailable && input) this.explain();
+    this.details.show(layer, entry, () => this.current !== current)
+      .catch(this.onError);
   }
 
   // Grad-CAM needs a conv layer: the clicked one, or else the last conv layer. A click on an
@@ -189,25 +213,25 @@ export class Inspector {
 
 // Every filter of a layer as a tile (a button), which is the atlas made browsable.
 export class Atlas {
-  constructor(select, container, link, layers, onFilter, signal) {
+  constructor(select, container, link, layers, listings, onFilter, signal) {
     this.container = container;
     this.link = link;
+    this.listings = listings;
     this.onFilter = onFilter;
     this.layers = layers.filter((layer) => layer.links.atlas);
     for (const layer of this.layers) select.append(element("option", {value: layer.name, textContent: layer.name}));
     select.addEventListener("change", () => this.open(select.value), {signal});
   }
 
-  async open(name) {
+  open(name) {
     const layer = this.layers.find((entry) => entry.name === name);
     if (!layer) return;
     this.link.href = url(layer.links.atlas, {scale: 4});
-    const described = await getJSON(layer.links.self);
-    this.container.replaceChildren(...described.filters.filter((f) => f.image).map((f) => {
-      const tile = element("button", {type: "button", className: "tile"}, [
+    this.container.replaceChildren(...this.listings.get(name).filters.filter((f) => f.image).map((f) => {
+      const tile = element("button", {type: "button", className: f.dead ? "tile dead" : "tile"}, [
         element("img", {src: url(f.image, {scale: TILE_SCALE}), alt: "", width: 56, height: 56, loading: "lazy"}),
-        element("span", {textContent: String(f.index)})]);
-      tile.setAttribute("aria-label", `${layer.name} filter ${f.index}`);
+        element("span", {textContent: `${f.index}${f.dead ? " dead" : ""}`})]);
+      tile.setAttribute("aria-label", `${layer.name} filter ${f.index}${deadMark(f)}`);
       tile.addEventListener("click", () => this.onFilter(layer, f.index));
       return tile;
     }));

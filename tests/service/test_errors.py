@@ -216,7 +216,7 @@ def test_a_cmyk_jpeg_is_decoded(api):
 
 # --- parameters, names, methods and media types, generated from /openapi.json -----------------
 
-_PATH_VALUES = {"item": "0", "filename": "app.js", "version": "1"}
+_PATH_VALUES = {"item": "0", "index": "0", "filename": "app.js", "version": "1"}
 
 
 def _url(path: str, operation: dict, query: str = "") -> str:
