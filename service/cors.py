@@ -27,7 +27,8 @@ _ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(
 # content negotiation, and its own request id.
 ALLOW_HEADERS = "Content-Type, Accept, X-Request-ID"
 # Answer headers a page may read besides the CORS-safelisted ones.
-EXPOSE_HEADERS = "X-Request-ID, X-Dream-Steps-Done, X-Dream-Budget-Exhausted, Retry-After"
+EXPOSE_HEADERS = ("X-Request-ID, X-Dream-Steps-Done, X-Dream-Redirected-Steps, X-Dream-Budget-Exhausted, "
+                  "Retry-After")
 # Seconds a browser may reuse a preflight's answer: a changed setting reaches pages within this.
 MAX_AGE = 600
 _NOT_OFFERED = {"admin"}   # blueprints whose answers never carry CORS headers

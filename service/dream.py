@@ -31,7 +31,9 @@ _RENDER_FIELDS = ("steps", "step_size", "octaves", "octave_scale", "jitter", "bl
                   "blur_every", "decay", "seed", "time_budget")
 TARGETS_HELP = ("comma-separated terms, each optionally weighted with *w: a layer (Deep Dream: "
                 "its mean squared activation), layer:k (filter or unit k), class:k (the logit "
-                "of class k); e.g. conv2:3*0.5,class:7")
+                "of class k); layer.pre names a conv or dense layer before its ReLU "
+                "(conv2.pre:3); e.g. conv2:3*0.5,class:7. A unit that is off everywhere on the "
+                "image is moved through its pre-activation (X-Dream-Redirected-Steps)")
 
 
 def parameters(served: Served) -> list[Param]:
@@ -86,9 +88,15 @@ def dream():
             result = render(served.graph, [objective], start[None], settings)
     except ObjectiveError as error:
         raise unprocessable(f"targets: {error}") from None
+    if result.steps_done and not result.moved[0]:
+        raise unprocessable(f"targets: the gradient of {objective.description} is zero everywhere "
+                            "on this image, even through the pre-activation of its layers: its "
+                            "units are off here and nothing feeding them moves them (a dead unit "
+                            "is marked in /filters/{layer}); try another image or target")
     observability.dreamed(served.bundle.name, result.steps_done, len(result.images))
     png = grids.png(grids.to_image(finish(result.images[0])))
     headers = {"X-Dream-Steps-Done": str(result.steps_done),
+               "X-Dream-Redirected-Steps": str(int(result.redirected[0])),
                "X-Dream-Budget-Exhausted": str(result.budget_exhausted).lower()}
     if request.accept_mimetypes.best_match(["image/png", "application/json"]) == "application/json":
         return jsonify(_summary(result, objective, png)), 200, headers
@@ -170,4 +178,5 @@ def _summary(result: Result, objective: Objective, png: bytes) -> dict:
             "objective_after": float(result.objective_after[0]),
             "history": [step[0] for step in result.history],
             "steps_done": result.steps_done,
+            "redirected_steps": int(result.redirected[0]),
             "budget_exhausted": result.budget_exhausted}

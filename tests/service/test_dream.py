@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from typing import Callable
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.service import imagefiles
+from tests.service.reference import MODEL_DIR
 
 JSON = {"Accept": "application/json"}
 
@@ -123,3 +125,35 @@ def test_class_target_on_a_large_photo_needs_digit_preprocessing(api, reference)
     assert dreamed.size == (28, 28)
     assert reference.run_png(imagefiles.encode(dreamed))["logits"][8] > \
         reference.run_png(imagefiles.encode(Image.fromarray(np.zeros((28, 28), np.uint8))))["logits"][8]
+
+
+def test_a_unit_off_everywhere_moves_through_its_preactivation(api, reference):
+    """Never a silent no-op: a filter that is off on the whole start image (no gradient through
+    its ReLU) is moved through its pre-activation until it fires."""
+    start = _grey_start_png()
+    before = reference.run_png(start)
+    peaks = before["conv2"].reshape(len(before["conv2"]), -1).max(axis=1)
+    dead = {int(k) for k in json.loads((MODEL_DIR / "manifest.json").read_text())
+            ["visualizations"]["layers"]["conv2"]["dead"]}
+    off = [k for k in np.flatnonzero(peaks <= 0) if k not in dead]
+    assert off, "every conv2 filter fires on the grey image: nothing to test"
+    k = int(off[0])
+    reply = api.post(f"/dream?targets=conv2:{k}&steps=100&preprocess=none", start, "image/png")
+    assert int(reply.headers["x-dream-redirected-steps"]) > 0
+    after = reference.run_png(imagefiles.encode(_image(reply)))
+    assert after["conv2"][k].mean() > 0.05
+
+
+def test_a_target_with_no_gradient_anywhere_is_a_422_saying_why(api):
+    reply = api.post("/dream?targets=conv2:1*0&steps=4&preprocess=none", _grey_start_png(), "image/png")
+    assert reply.status == 422
+    assert "zero everywhere" in reply.json()["detail"]
+
+
+def test_a_preactivation_target_is_accepted_and_climbs(api):
+    reply = api.post("/dream?targets=conv2.pre:5&steps=20&preprocess=none", _grey_start_png(),
+                     "image/png", headers=JSON)
+    assert reply.status == 200, reply.body
+    body = reply.json()
+    assert body["objective_after"] > body["objective_before"]
+    assert body["targets"] == "conv2.pre[5]"

@@ -33,9 +33,11 @@ def gradient(reference):
 
     def run(image: np.ndarray, target: int) -> np.ndarray:
         feeds = {"image": image.reshape(1, 1, 28, 28).astype(np.float32)}
-        for layer in reference.manifest["layers"]:
-            feeds[f"weights.{layer['name']}"] = np.zeros((1, layer["channels"]), np.float32)
-            feeds[f"energy.{layer['name']}"] = np.zeros(1, np.float32)
+        channels = {layer["name"]: layer["channels"] for layer in reference.manifest["layers"]}
+        for name in reference.manifest["graphs"]["gradient"]["inputs"][1:]:
+            kind, _, target_name = name.partition(".")
+            count = channels[target_name.removesuffix(".pre")]
+            feeds[name] = np.zeros((1, count) if kind == "weights" else 1, np.float32)
         feeds["weights.logits"][0, target] = 1
         return session.run(["grad.image"], feeds)[0][0, 0]
 
