@@ -118,10 +118,8 @@ def render(graph: GradientGraph, objectives: list[Objective], start: np.ndarray,
             if deadline is not None and time.monotonic() > deadline:
                 result.budget_exhausted = True
                 break
-            early = result.steps_done < settings.preactivation_steps
             p, value, on_preactivation = _step(graph, parameterisation, p, transform(rng, size),
-                                               weights, settings, step,
-                                               on_preactivation | early, result)
+                                               weights, settings, step, on_preactivation, result)
             result.history.append(value.tolist())
             result.steps_done += 1
             if on_step:
@@ -172,14 +170,16 @@ def _step(graph, parameterisation: param.Parameterisation, p, sample: transforms
           result: Result):
     """One ascent step on the parameter p; returns the new p, the objective before the step, and
     which images take their next step on the pre-activation."""
+    early = result.steps_done < settings.preactivation_steps
+    result.redirected += on_preactivation & ~early
+    on_preactivation = on_preactivation | early
     chosen = {name: np.where(on_preactivation.reshape(-1, *[1] * (array.ndim - 1)),
                              weights.preactivation[name], array)
               for name, array in weights.activation.items()}
-    value, grad = graph(sample.apply(parameterisation.image(p)), chosen)
+    image = parameterisation.image(p)
+    value, grad = graph(sample.apply(image), chosen)
     has_gradient = grad.any(axis=(1, 2, 3))
     result.moved += has_gradient
-    early = result.steps_done < settings.preactivation_steps
-    result.redirected += on_preactivation & ~early
     # A unit that is off everywhere passes no gradient through its ReLU: rather than stay where it
     # is, such an image takes its next step on the pre-activation, then tries the activation again
     # (a conv unit can fire on a stroke while its mean pre-activation stays negative).
@@ -192,7 +192,7 @@ def _step(graph, parameterisation: param.Parameterisation, p, sample: transforms
     scale = np.abs(direction).mean(axis=(1, 2, 3), keepdims=True) + 1e-8
     # Decay, blur and clipping act on the image whatever is optimised, so they too mean the same
     # for every parameterisation.
-    image = parameterisation.image(p) + settings.step_size * direction / scale
+    image = image + settings.step_size * direction / scale
     if settings.decay:
         image = image - settings.decay * (image - settings.background)
     if settings.blur_sigma and (step + 1) % settings.blur_every == 0:
