@@ -1,4 +1,4 @@
-"""python -m bench [--parts predict,batch,gradient,startup,workers] [--quick] [--out PATH]
+"""python -m bench [--parts predict,batch,gradient,startup,workers,pictures] [--quick] [--out PATH]
 
 Measures cnn-lens on loopback, prints the tables and the issue's targets, writes JSON (and a plot
 of /predict against concurrency beside it, if matplotlib is installed)."""
@@ -10,17 +10,17 @@ import json
 import os
 from pathlib import Path
 
-from bench import batch, gradient, predict_load, startup, workers
+from bench import batch, gradient, pictures, predict_load, startup, workers
 from bench.plot import plot
 from bench.report import tables
 from bench.stats import machine
 from bench.targets import check
 
-PARTS = ("predict", "batch", "gradient", "startup", "workers")
+PARTS = ("predict", "batch", "gradient", "startup", "workers", "pictures")
 FULL = dict(rounds=3, seconds=6, batch_rounds=10, grad_rounds=3, grad_repeats=10,
-            dream_repeats=5, starts=5, requests=10_000)
+            dream_repeats=5, starts=5, requests=10_000, picture_rounds=5, pictures_per_layer=None)
 QUICK = dict(rounds=1, seconds=2, batch_rounds=2, grad_rounds=1, grad_repeats=3,
-             dream_repeats=1, starts=2, requests=1_000)
+             dream_repeats=1, starts=2, requests=1_000, picture_rounds=1, pictures_per_layer=5)
 
 
 def main() -> None:
@@ -43,6 +43,7 @@ def main() -> None:
                              "dream": gradient.dreams(k["dream_repeats"])},
         "startup": lambda: startup.run(k["starts"], k["requests"]),
         "workers": lambda: workers.run(k["rounds"], k["seconds"]),
+        "pictures": lambda: pictures.run(k["picture_rounds"], k["pictures_per_layer"]),
     }
     for part in parts:
         print(f"== {part}", flush=True)

@@ -51,6 +51,8 @@ def tables(results: dict, targets: list[dict]) -> str:
                      for case in ("c8", "c64", "c8_beside_dreams")]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
+    if "pictures" in results:
+        out += _pictures(results["pictures"])
     if targets:
         out += ["### Targets (issue #6)", "", "| target | measured | bound | met |", "|---|---|---|---|"]
         for t in targets:
@@ -59,3 +61,45 @@ def tables(results: dict, targets: list[dict]) -> str:
                        f"{'yes' if t['met'] else '**no**'} |")
         out.append("")
     return "\n".join(out)
+
+
+def _pictures(p: dict) -> list[str]:
+    rounds = p["total"]["ratio"]["n"]
+    out = [f"### Filter pictures: render time with the settings before ({p['before_commit']}) "
+           f"and after (current) (median (min–max) over {rounds} round{'s' * (rounds > 1)})", "",
+           "| layer | pictures | gradient runs per picture | s per layer batch, before | after | "
+           "ms per picture, before | after | after/before, paired | beat best digit, before → after |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in p["layers"].items():
+        b, a = row["before"], row["after"]
+        beat = f"{b['fidelity']['beat_best_digit']} → {a['fidelity']['beat_best_digit']} of {row['pictures']}"
+        above = next((k for k in a["fidelity"] if k.startswith("above_p")), None)
+        if above:
+            beat += f"; above the {above[7:]}th percentile logit {b['fidelity'][above]} → {a['fidelity'][above]}"
+        runs = f"{b['runs_per_picture']} → {a['runs_per_picture']} " \
+               f"({a['runs_per_picture'] / b['runs_per_picture']:.2f}×)"
+        out.append(f"| {name} ({row['kind']}) | {row['pictures']} | {runs} | "
+                   f"{_range(b['batch_s'], '.2f')} | {_range(a['batch_s'], '.2f')} | "
+                   f"{_range(b['per_picture_ms'], '.0f')} | {_range(a['per_picture_ms'], '.0f')} | "
+                   f"{_range(row['ratio'], '.2f')}× | {beat} |")
+    t = p["total"]
+    beats = {which: sum(row[which]["fidelity"]["beat_best_digit"] for row in p["layers"].values())
+             for which in ("before", "after")}
+    out.append(f"| all layers | {t['pictures']} | | {_range(t['before']['s'], '.1f')} | "
+               f"{_range(t['after']['s'], '.1f')} | | | {_range(t['ratio'], '.2f')}× | "
+               f"{beats['before']} → {beats['after']} of {t['pictures']} |")
+    same = all(row["after_matches_bundle"] for row in p["layers"].values())
+    out += ["", f"Before: training/export.py's VISUALIZATION at {p['before_commit']}; after: the "
+            "current one. Both are rendered by the current lens/optvis/render.py, so only the settings "
+            f"differ, from export's start noise (unchanged) through {p['bundle']}'s gradient.onnx, "
+            "each layer's pictures as one batch as export renders them"
+            + (f" (here only each layer's first {p['per_layer']})" if p.get("per_layer") else "")
+            + ". One gradient run takes the whole batch; a picture takes part in steps + 2 of them "
+            "(the objective is measured before and after). Per round each layer is rendered before, "
+            "then after, back to back; after/before is over those pairs. A picture beats the best "
+            f"digit when it excites its unit more than the best of the {p['training_digits']} "
+            "training digits (training/verify.py's criterion for hidden units; for classes verify's "
+            "bar is the 99th percentile logit). The after pictures "
+            + ("are" if same else "are **not**")
+            + " the bundle's own (their objectives match the manifest's)."]
+    return out + [""]
