@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lens.digit import normalise
 from service.images import decode
-from service.preprocess import digit, model_input
+from service.preprocess import model_input
 from service.problems import Problem
 from tests.service import imagefiles
 
@@ -28,7 +29,7 @@ def _centre_of_mass(plane: np.ndarray) -> tuple[float, float]:
 
 def test_digit_is_fitted_into_20x20_and_centred_by_mass():
     canvas = np.asarray(imagefiles.drawn_digit(imagefiles.SEVEN).convert("L"), np.float32) / 255
-    out = digit(canvas, 28, 28, "light")
+    out = normalise(canvas, 28, 28, "light")
     rows, cols = np.nonzero(out > 0.05)
     assert max(np.ptp(rows), np.ptp(cols)) + 1 in (20, 21)     # Lanczos may bleed a pixel
     centre = _centre_of_mass(out)
@@ -38,20 +39,20 @@ def test_digit_is_fitted_into_20x20_and_centred_by_mass():
 
 def test_polarity_does_not_matter():
     dark_on_light = np.asarray(imagefiles.drawn_digit(imagefiles.ONE).convert("L"), np.float32) / 255
-    a = digit(dark_on_light, 28, 28, "light")
-    b = digit(1 - dark_on_light, 28, 28, "light")
+    a = normalise(dark_on_light, 28, 28, "light")
+    b = normalise(1 - dark_on_light, 28, 28, "light")
     assert np.allclose(a, b, atol=1e-4)
 
 
 def test_grey_paper_becomes_black_background():
     photo = np.asarray(imagefiles.drawn_digit(imagefiles.SEVEN, ink=(60, 60, 60),
                                               paper=(170, 170, 170)).convert("L"), np.float32) / 255
-    out = digit(photo, 28, 28, "light")
+    out = normalise(photo, 28, 28, "light")
     assert out[0].max() == 0 and out.max() > 0.95
 
 
 def test_blank_image_gives_a_black_input():
-    assert not digit(np.full((50, 60), 0.8, np.float32), 28, 28, "light").any()
+    assert not normalise(np.full((50, 60), 0.8, np.float32), 28, 28, "light").any()
 
 
 def test_preprocess_none_keeps_an_mnist_digit_exactly(digits):
