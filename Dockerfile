@@ -52,6 +52,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 COPY lens lens
 COPY training training
+COPY validation validation
 # runs/: training's default checkpoint directory; /models: the shared models volume (an empty
 # directory owned by the user, so that a new named volume mounted there is writable by it).
 RUN mkdir -p runs /models \

