@@ -309,6 +309,17 @@ def _schemas() -> dict:
                                            "label": {"type": "string"},
                                            "probability": {"type": "number", "minimum": 0,
                                                            "maximum": 1}}}},
+                        "digit_score": {
+                            "type": "number",
+                            "description": "how much the input looks like a digit: the energy "
+                                           "score T*logsumexp(logits/T) of model.onnx (bundles "
+                                           "that record a digit_like threshold)"},
+                        "digit_like": {
+                            "type": "boolean",
+                            "description": "digit_score at or above the bundle's threshold, which "
+                                           "97 % of the handwriting validation digits pass (with "
+                                           "preprocess=digit, where it was chosen); false: this "
+                                           "does not look like a digit, whatever top_k says"},
                         "activations": {
                             "description": "per layer, per channel: the mean activation (the "
                                            "degree of activation) and the max",

@@ -23,7 +23,8 @@ def parameters(served: Served) -> list[Param]:
         Param("feature_maps", str, "", "comma-separated layers whose feature maps to add as "
               f"base64 PNG grids: {', '.join(spatial_layers(served))}"),
         Param("preprocess", str, default_mode(spec), "digit: MNIST-style (invert dark-on-light, "
-              "crop, fit 20x20, centre by mass in 28x28); none: only resize", choices=MODES),
+              "remove the background and any shadow, crop, deskew where the bundle was trained "
+              "so, fit 20x20, centre by mass in 28x28); none: only resize", choices=MODES),
     ]
 
 
@@ -37,10 +38,15 @@ def predict():
     mapped = _feature_map_layers(served, params.names(values["feature_maps"]))
     batch = preprocess.from_request(request, spec, values["preprocess"], served.settings.max_batch,
                                     served.settings.max_pixels)
-    outputs = served.infer(batch, None if with_activations else ["probabilities", *mapped])
+    digit_like = bundle.manifest.get("digit_like")
+    scores = [digit_like["output"]] if digit_like else []
+    outputs = served.infer(batch, None if with_activations else ["probabilities", *scores, *mapped])
     results = []
     for n in range(len(batch)):
         result = {"top_k": top_k_labels(outputs["probabilities"][n], bundle.labels, top_k)}
+        if digit_like:
+            score = float(outputs[digit_like["output"]][n])
+            result |= {"digit_score": score, "digit_like": score >= digit_like["threshold"]}
         if with_activations:
             result["activations"] = {layer["name"]: degrees(outputs[layer["name"]][n])
                                      for layer in bundle.layers}

@@ -39,6 +39,7 @@ import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from lens.bundle import DIGIT_SCORE
 from service import VERSION, images
 from service.preprocess import MODES, PREPROCESS_SIDE, default_mode, model_input
 from service.problems import Problem, drain_oversized_body
@@ -151,10 +152,10 @@ def _model(name: str, version: str | None) -> Served:
 
 def _output_shapes(served: Served) -> dict[str, list[int]]:
     """Every output of model.onnx with its shape per sample, from the manifest."""
-    layers = {layer["name"]: layer["shape"] for layer in served.bundle.layers}
+    shapes = {layer["name"]: layer["shape"] for layer in served.bundle.layers}
+    shapes[DIGIT_SCORE] = []   # one score per image
     classes = [len(served.bundle.labels)]
-    outputs = served.bundle.manifest["graphs"]["model"]["outputs"]
-    return {name: layers.get(name, classes) for name in outputs}
+    return {name: shapes.get(name, classes) for name in served.bundle.manifest["graphs"]["model"]["outputs"]}
 
 
 def metadata(served: Served) -> dict:

@@ -42,7 +42,7 @@ async function predict() {
     const answer = await postImage("/predict", view.predictParams, input, {signal: controller.signal});
     clearError();
     const result = answer.results[0];
-    view.probabilities.show(result.top_k);
+    view.probabilities.show(result);
     view.layers.show(result, input);
   } catch (error) {
     showError(error);

@@ -19,9 +19,12 @@ function percent(p) {
   return `${(100 * p).toFixed(1)}%`;
 }
 
-// The ten classes as a bar chart, in label order so that bars do not jump around while drawing.
+// The ten classes as a bar chart, in label order so that bars do not jump around while drawing;
+// when the service says the input does not look like a digit (digit_like false), the page says so
+// first and greys the bars, instead of announcing a confident wrong digit.
 export class Probabilities {
   constructor(list, top, labels) {
+    this.list = list;
     this.top = top;
     this.rows = labels.map((label) => {
       const fill = element("span", {className: "fill"});
@@ -34,17 +37,22 @@ export class Probabilities {
     });
   }
 
-  show(topK) {
-    for (const {index, probability} of topK) {
+  show(result) {
+    for (const {index, probability} of result.top_k) {
       const row = this.rows[index];
       row.fill.style.width = percent(probability);
       row.value.textContent = percent(probability);
     }
-    const best = topK[0];
-    this.top.textContent = `Prediction: ${best.label} (${percent(best.probability)})`;
+    const best = result.top_k[0];
+    const guess = `${best.label} (${percent(best.probability)})`;
+    const digitLike = result.digit_like !== false;   // absent: the bundle cannot tell
+    this.list.classList.toggle("not-digit", !digitLike);
+    this.top.textContent = digitLike ? `Prediction: ${guess}`
+      : `This doesn't look like a digit (the closest class would be ${guess}).`;
   }
 
   reset() {
+    this.list.classList.remove("not-digit");
     for (const row of this.rows) {
       row.fill.style.width = "0";
       row.value.textContent = "–";

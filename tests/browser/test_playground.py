@@ -129,6 +129,23 @@ def test_uploading_an_mnist_digit(page, digits, tmp_path):
     image_loaded(page, ".layer .maps")
 
 
+def test_a_photo_is_not_announced_as_a_digit(page, tmp_path):
+    """The service's digit_like is false for noise: the page says so and greys the bars, and a
+    digit drawn next brings the prediction back."""
+    path = tmp_path / "noise.png"
+    Image.effect_noise((96, 96), 90).save(path)
+    page.set_input_files("#upload", str(path))
+    page.wait_for_function("(s) => document.querySelector(s).textContent"
+                           ".startsWith(\"This doesn't look like a digit\")", arg=PREDICTION,
+                           timeout=10_000)
+    assert page.locator("#probabilities.not-digit").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "not-a-digit.png"), full_page=True)
+    page.click("#clear")
+    draw(page, *SEVEN)
+    expect_prediction(page, "7")
+    assert page.locator("#probabilities.not-digit").count() == 0
+
+
 def test_an_undecodable_upload_shows_the_servers_detail(page, server, console, tmp_path):
     console.allow(r"Failed to load resource: the server responded with a status of 422")
     fake = tmp_path / "notes.png"

@@ -116,6 +116,17 @@ def test_default_parameterisation_and_transforms_keep_todays_pictures(objectives
                                atol=1e-6, rtol=0)
 
 
+UNITS = json.loads((BUNDLE.path / "units.json").read_text())["layers"]
+
+
+def _unit(layer: str, k: int) -> dict:
+    return UNITS[layer][k]
+
+
+def _strongest(layer: str) -> int:
+    return max(UNITS[layer], key=lambda unit: unit["best_degree"])["index"]
+
+
 def _degrees(images, units):
     """The degree of activation of units[i] on images[i] by model.onnx (a conv filter's mean
     over its map)."""
@@ -126,8 +137,9 @@ def _degrees(images, units):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fourier_and_transforms_raise_what_model_onnx_measures(variant):
     """Conv filters from a low-contrast grey; a dense unit and classes from near black, with the
-    blur and decay of the bundle's pictures."""
-    filters = [("conv1", 12), ("conv2", 21)]
+    blur and decay of the bundle's pictures. The conv1 filter is the one the training digits
+    drive hardest (units.json): a filter that barely responds to anything cannot rise by 0.2."""
+    filters = [("conv1", _strongest("conv1")), ("conv2", 21)]
     grey = 0.45 + 0.1 * np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
     result = render(GRAPH, [channel(*unit) for unit in filters], grey,
                     Settings(steps=48, **VARIANTS[variant]))
@@ -139,7 +151,9 @@ def test_fourier_and_transforms_raise_what_model_onnx_measures(variant):
     dark = np.full((3, 1, 28, 28), 0.02, np.float32)
     result = render(GRAPH, [channel(*unit) for unit in units], dark,
                     Settings(steps=48, blur_sigma=0.8, decay=0.01, **VARIANTS[variant]))
-    assert (_degrees(result.images, units) > _degrees(dark, units) + 8).all()
+    # each rises by a quarter of what the best training digit reaches (units.json), at least
+    best = np.array([_unit(*unit)["best_degree"] for unit in units])
+    assert (_degrees(result.images, units) > _degrees(dark, units) + best / 4).all()
     assert _activations(result.images)["logits"][:2].argmax(1).tolist() == [3, 7]
 
 

@@ -125,13 +125,17 @@ def test_smoothgrad_is_deterministic_per_seed(api, digit):
 
 
 def test_gradcam_takes_any_conv_layer_and_its_map_is_not_negative(api, digit):
+    """Grad-CAM keeps only evidence for the class (a ReLU over the weighted maps): at conv2 some
+    of the seven is; at conv1, whose filters are edges shared by every class, the weighted sum
+    may be negative everywhere (it is for the default bundle), and then the map is all zero."""
     _, png = digit
     maps = {}
     for layer in ("conv1", "conv2"):
         reply = api.post(f"/explain?method=gradcam&layer={layer}&raw=true", png, "image/png")
         assert reply.status == 200, reply.body
         maps[layer] = np.array(reply.json()["values"])
-        assert maps[layer].shape == (28, 28) and maps[layer].min() >= 0 and maps[layer].max() > 0
+        assert maps[layer].shape == (28, 28) and maps[layer].min() >= 0
+    assert maps["conv2"].max() > 0
     assert not np.allclose(maps["conv1"], maps["conv2"])
 
 

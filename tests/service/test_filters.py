@@ -13,13 +13,14 @@ import pytest
 from onnx import numpy_helper
 from PIL import Image
 
+from lens import digit
 from service import create_app
 from service.settings import Settings
 from tests.service.conftest import LIMITS
 from tests.service.contract import Contract
 from tests.service.http import InProcess
 from tests.service.reference import MODEL_DIR
-from training.data import Dataset, load_splits
+from training.data import Dataset, load_splits, validation_split
 
 MANIFEST = json.loads((MODEL_DIR / "manifest.json").read_text())
 
@@ -113,9 +114,15 @@ OLD_BUNDLE = "built before dataset examples"
 
 @pytest.fixture(scope="module")
 def training() -> Dataset:
-    """The training split that the manifest's training.data describes (the units' "digit")."""
-    data = MANIFEST["training"]["data"]
-    return load_splits(data["source"], holdout=data["holdout"], seed=data["split_seed"]).train
+    """The training split that the manifest's training.data describes (the units' "digit"), as
+    the network saw it: each digit through lens.digit, the service's own preprocessing."""
+    data, spec = MANIFEST["training"]["data"], MANIFEST["input"]
+    train = load_splits(data["source"], holdout=data["holdout"], seed=data["split_seed"]).train
+    train, _ = validation_split(train, data.get("validation_count", 0), data["split_seed"])
+    seen = [digit.normalise(image[0] / 255, 28, 28, spec["foreground"], spec.get("deskew", False))
+            for image in train.images]
+    return Dataset(np.rint(np.stack(seen)[:, None] * 255).astype(np.uint8), train.labels,
+                   train.classes)
 
 
 @pytest.fixture(scope="module")

@@ -119,3 +119,37 @@ def test_top_k_is_sorted_and_names_the_model(api, digits):
     assert body["model"] == {"name": "mnist-cnn", "version": "1"}
     probabilities = [entry["probability"] for entry in body["results"][0]["top_k"]]
     assert probabilities == sorted(probabilities, reverse=True) and len(probabilities) == 2
+
+
+def _digit_like(api, png: bytes) -> dict:
+    reply = api.post("/predict?top_k=1", png, "image/png")
+    assert reply.status == 200, reply.body
+    return reply.json()["results"][0]
+
+
+def test_every_result_says_whether_it_looks_like_a_digit(api, reference):
+    """digit_score is model.onnx's output for the preprocessed upload, digit_like compares it with
+    the manifest's threshold: a drawn seven passes, a blank canvas, noise and a photo do not."""
+    threshold = reference.manifest["digit_like"]["threshold"]
+    seven = imagefiles.encode(imagefiles.drawn_digit(imagefiles.SEVEN), "PNG")
+    result = _digit_like(api, seven)
+    assert result["digit_like"] is True and result["top_k"][0]["label"] == "7"
+    assert result["digit_score"] >= threshold
+    blank = imagefiles.encode(Image.new("L", (280, 280), 255), "PNG")
+    noise = imagefiles.encode(Image.fromarray(
+        np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)), "PNG")
+    photo = imagefiles.encode(imagefiles.photo_like(), "PNG")
+    for png in (blank, noise, photo):
+        result = _digit_like(api, png)
+        assert result["digit_like"] is False
+        assert result["digit_score"] < threshold
+
+
+def test_digit_score_is_the_models_own(api, digits, reference):
+    pixels, _ = digits
+    expected = reference.run(pixels[:5] / 255)["digit_score"]
+    for row, score in zip(pixels[:5], expected):
+        reply = api.post("/predict?preprocess=none", imagefiles.mnist_png(row), "image/png")
+        result = reply.json()["results"][0]
+        assert result["digit_score"] == pytest.approx(float(score), abs=1e-4)
+        assert result["digit_like"] == (score >= reference.manifest["digit_like"]["threshold"])

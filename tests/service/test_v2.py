@@ -12,9 +12,11 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from lens import digit
 from tests.service import imagefiles
 from tests.service.conftest import LIMITS
 from tests.service.http import Client, InProcess
+from tests.service.reference import Reference
 
 MODEL = "mnist-cnn"
 INFER = f"/v2/models/{MODEL}/infer"
@@ -43,8 +45,13 @@ def _bytes_input(blobs: list, binary: bool) -> triton.InferInput:
 
 
 def _mnist(digits, count: int = 4) -> np.ndarray:
+    """FP32 tensors as a client prepares them for a bundle trained on normalised, deskewed digits:
+    each through lens.digit, what preprocess=digit does server-side."""
     pixels, _ = digits
-    return (pixels[:count] / 255).astype(np.float32).reshape(count, 1, 28, 28)
+    spec = Reference().manifest["input"]
+    return np.stack([digit.normalise(row.reshape(28, 28) / 255, 28, 28, spec["foreground"],
+                                     spec.get("deskew", False))
+                     for row in pixels[:count]]).astype(np.float32)[:, None]
 
 
 def _status(error: pytest.ExceptionInfo) -> str:
@@ -384,7 +391,7 @@ def test_the_v2_routes_are_in_the_document(contract):
     assert set(infer["responses"]["200"]["content"]) == {"application/json",
                                                          "application/octet-stream"}
     outputs = infer["requestBody"]["content"]["application/json"]["schema"]["properties"]["outputs"]
-    assert {"probabilities", "logits", "conv1", "conv2", "dense1"} == \
+    assert {"probabilities", "logits", "digit_score", "conv1", "conv2", "dense1"} == \
         set(outputs["items"]["properties"]["name"]["enum"])
 
 
