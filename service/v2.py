@@ -155,7 +155,8 @@ def _output_shapes(served: Served) -> dict[str, list[int]]:
     shapes = {layer["name"]: layer["shape"] for layer in served.bundle.layers}
     shapes[DIGIT_SCORE] = []   # one score per image
     classes = [len(served.bundle.labels)]
-    return {name: shapes.get(name, classes) for name in served.bundle.manifest["graphs"]["model"]["outputs"]}
+    outputs = served.bundle.manifest["graphs"]["model"]["outputs"]
+    return {name: shapes.get(name, classes) for name in outputs}
 
 
 def metadata(served: Served) -> dict:

@@ -25,6 +25,11 @@ def fit(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return round(2 / (low + high), 4)
 
 
+def temperature(metrics: dict) -> float:
+    """The temperature a checkpoint's or manifest's training metrics record (1: none fitted)."""
+    return metrics.get("calibration", {}).get("temperature", 1.0)
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     scaled = np.asarray(logits, np.float64) / temperature
     scaled -= scaled.max(axis=1, keepdims=True)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from lens import bundle
 from lens.optvis import objectives
 from lens.optvis.render import GradientGraph, Settings, render
-from training import realworld, units
+from training import calibration, realworld, units
 from training.data import Dataset
 from training.layers import find_layers, smallest_side
 from training.onnx_export import MAX_SIDE, export_gradient, export_model, io_names
@@ -77,7 +77,8 @@ def export_bundle(checkpoint_path: Path, out: Path, *, name: str, version_tag: s
     names = io_names(layers)
     say = tqdm.write if progress else (lambda _text: None)
     say("exporting model.onnx")
-    export_model(model, layers, input_shape, staging / "model.onnx", temperature(checkpoint))
+    export_model(model, layers, input_shape, staging / "model.onnx",
+                 calibration.temperature(checkpoint["metrics"]))
     say("exporting gradient.onnx")
     export_gradient(model, layers, input_shape, staging / "gradient.onnx")
     torch.save({key: checkpoint[key] for key in ("config", "classes", "input", "state_dict")},
@@ -147,16 +148,11 @@ def session(path: Path) -> ort.InferenceSession:
 
 def created() -> str:
     """Now, or SOURCE_DATE_EPOCH (reproducible-builds.org) if set: `make model` sets it to the
-    time of the last commit of the code that builds the bundle, so that a rebuild is identical."""
+    Makefile's MODEL_DATE, so that a rebuild is identical."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     when = (datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc) if epoch
             else datetime.datetime.now(datetime.timezone.utc))
     return when.isoformat(timespec="seconds")
-
-
-def temperature(checkpoint: dict) -> float:
-    """What model.onnx divides the logits by before its softmax (1 if training did not fit one)."""
-    return checkpoint["metrics"].get("calibration", {}).get("temperature", 1.0)
 
 
 def render_filters(graph: GradientGraph, layers: list[dict], input_shape, directory: Path,

@@ -87,13 +87,11 @@ def config_of(saved: dict) -> TrainConfig:
 def datasets(config: TrainConfig) -> Data:
     """The training digits, the validation split and the held-out test digits for `config`: all
     fixed by its data source and split_seed (its training seed plays no part)."""
-    config = asdict(config)
-    splits = load_splits(config["data"], channels=config["channels"],
-                         size=(config["height"], config["width"]), holdout=config["holdout"],
-                         seed=config["split_seed"])
-    train, validation = validation_split(splits.train, config["validation"], config["split_seed"])
-    if config["limit"] is not None:
-        train = Dataset(train.images[:config["limit"]], train.labels[:config["limit"]], train.classes)
+    splits = load_splits(config.data, channels=config.channels, size=(config.height, config.width),
+                         holdout=config.holdout, seed=config.split_seed)
+    train, validation = validation_split(splits.train, config.validation, config.split_seed)
+    if config.limit is not None:
+        train = Dataset(train.images[:config.limit], train.labels[:config.limit], train.classes)
     info = splits.info | {"train_count": len(train.labels), "validation_count": len(validation.labels)}
     return Data(train, validation, splits.test, info)
 

@@ -177,6 +177,7 @@ def _torch_parity(loaded: lens_bundle.Bundle, report) -> None:
     except ImportError:   # verify must also work where only the serving packages are installed
         report("torch not installed: parity with torch skipped")
         return
+    from training import calibration
     from training.layers import Layer, capture, state_of
     from training.onnx_export import gradient_function, objective_targets
     from training.train import load_model
@@ -195,10 +196,10 @@ def _torch_parity(loaded: lens_bundle.Bundle, report) -> None:
     with torch.no_grad():
         acts = capture(model, layers, state_of(model), torch.from_numpy(images))
         want = {name: act.numpy() for name, act in acts.items()}
-        temperature = loaded.manifest["training"]["metrics"].get("calibration", {}).get(
-            "temperature", 1.0)
-        want["probabilities"] = torch.softmax(acts["logits"] / temperature, 1).numpy()
-        want[lens_bundle.DIGIT_SCORE] = (temperature * torch.logsumexp(acts["logits"] / temperature, 1)).numpy()
+        temperature = calibration.temperature(loaded.manifest["training"]["metrics"])
+        scaled = acts["logits"] / temperature
+        want["probabilities"] = torch.softmax(scaled, 1).numpy()
+        want[lens_bundle.DIGIT_SCORE] = (temperature * torch.logsumexp(scaled, 1)).numpy()
     for name in model_graph["outputs"]:
         error = float(np.abs(got[name] - want[name]).max())
         if error > PARITY_TOLERANCE:
