@@ -52,7 +52,7 @@ class Served:
 
     @cached_property
     def first_conv_kernels(self) -> np.ndarray | None:
-        """Parsed on first use: it imports onnx, which no other request needs."""
+        """Parsed on first use: only the first conv layer's /filters need it."""
         return weights.first_conv_kernels(self.files[self.bundle.manifest["graphs"]["model"]["file"]])
 
     @cached_property
