@@ -32,17 +32,29 @@ RUN python -m venv /opt/venv
 COPY requirements/serve.lock requirements/serve.lock
 RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements/serve.lock
 
-# Builder: the training dependencies on top. torch comes first from PyTorch's CPU-only index, at
-# exactly the version requirements/train.txt pins (read from that file, so the pin lives in one
-# place); the second install then finds torch==X satisfied by X+cpu and takes the rest from PyPI.
+# Builder: the training dependencies on top. torch comes first, the CPU build of exactly the
+# version requirements/train.txt pins (read from that file, so the pin lives in one place), from
+# TORCH_INDEX_URL (PyTorch's CPU-only index) or, when TORCH_FIND_LINKS is set, from that wheelhouse
+# (a directory of wheels, or its listing over HTTP; a plain-http host is trusted, being your own)
+# with torch's own dependencies from PyPI. The second install then finds torch==X satisfied by
+# X+cpu and takes the rest from PyPI.
 FROM serve-deps AS train-deps
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_FIND_LINKS=
 COPY requirements/serve.txt requirements/train.txt requirements/
-RUN torch_pin="$(grep -E '^torch==' requirements/train.txt)" \
- && test -n "$torch_pin" \
- && /opt/venv/bin/pip install --no-cache-dir \
-        --index-url https://download.pytorch.org/whl/cpu "$torch_pin" \
+RUN torch_pin="$(grep -E '^torch==' requirements/train.txt)+cpu" \
+ && if [ -z "$TORCH_FIND_LINKS" ]; then source="--index-url $TORCH_INDEX_URL"; \
+    else source="--find-links $TORCH_FIND_LINKS"; host="${TORCH_FIND_LINKS#http://}"; \
+      if [ "$host" != "$TORCH_FIND_LINKS" ]; then source="$source --trusted-host ${host%%/*}"; fi; fi \
+ && /opt/venv/bin/pip install --no-cache-dir $source "$torch_pin" \
  && /opt/venv/bin/pip install --no-cache-dir -r requirements/train.txt \
  && /opt/venv/bin/python -c "import sys, torch; sys.exit(f'torch {torch.__version__} is a CUDA build') if torch.version.cuda else None"
+
+# The serving virtualenv as it ships: without pip and setuptools (nothing is installed at serving
+# time) and without the packages' own test suites (numpy's are 15 MB), which nothing imports.
+FROM serve-deps AS serve-venv
+RUN /opt/venv/bin/pip uninstall --yes --quiet setuptools pip \
+ && find /opt/venv -type d -name tests -prune -exec rm -rf {} +
 
 # ---------------------------------------------------------------------------------------------
 # The trainer: `docker compose --profile train run --rm trainer build --out /models/NAME`.
@@ -64,7 +76,7 @@ CMD ["--help"]
 # ---------------------------------------------------------------------------------------------
 # The serving image (the default target): no torch, no training code, no compiler.
 FROM base AS api
-COPY --from=serve-deps /opt/venv /opt/venv
+COPY --from=serve-venv /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     CNNLENS_BIND=0.0.0.0:8000 \

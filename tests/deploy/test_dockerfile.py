@@ -139,19 +139,23 @@ def test_the_serving_image_installs_exactly_the_hashed_serve_lock_and_no_torch(d
 
 
 def test_the_trainer_installs_train_txt_with_torch_from_the_cpu_index(dockerfile):
+    """Users get torch's CPU build from PyTorch's CPU index by default; TORCH_FIND_LINKS (a
+    wheelhouse, what CI on a machine without that index uses) is the only other source."""
     installs = pip_installs(dockerfile.lineage("trainer"))
     files = [f for args in installs for f in requirement_files(args)]
     assert "requirements/train.txt" in files
     assert "torch" in requirements(ROOT / "requirements" / "train.txt")
-    cpu = [args for args in installs if "https://download.pytorch.org/whl/cpu" in args]
-    assert cpu and cpu[0][cpu[0].index("https://download.pytorch.org/whl/cpu") - 1] == "--index-url"
-    # The torch pin installed from that index is read from train.txt, not repeated here.
-    run = next(r.args for r in dockerfile.stage("train-deps").all("RUN") if "whl/cpu" in r.args)
-    assert "grep -E '^torch==' requirements/train.txt" in run
-    # torch from the CPU index must come before train.txt, or pip resolves the CUDA build first
-    order = [("cpu" if args in cpu else "file") for args in installs
-             if args in cpu or "requirements/train.txt" in requirement_files(args)]
-    assert order == ["cpu", "file"]
+    stage = dockerfile.stage("train-deps")
+    args = dict(arg.args.split("=", 1) for arg in stage.all("ARG"))
+    assert args == {"TORCH_INDEX_URL": "https://download.pytorch.org/whl/cpu", "TORCH_FIND_LINKS": ""}
+    run = next(r.args for r in stage.all("RUN") if "$TORCH_INDEX_URL" in r.args)
+    assert '[ -z "$TORCH_FIND_LINKS" ]; then source="--index-url $TORCH_INDEX_URL"' in run
+    # The pin is read from train.txt (not repeated here) and held to the CPU build (+cpu), from
+    # either source; torch must come before train.txt, or pip resolves PyPI's CUDA build first.
+    assert "torch_pin=\"$(grep -E '^torch==' requirements/train.txt)+cpu\"" in run
+    torch = [i for i, args in enumerate(installs) if '"$torch_pin"' in args or "$torch_pin" in args]
+    train = [i for i, args in enumerate(installs) if "requirements/train.txt" in requirement_files(args)]
+    assert torch and train and torch[0] < train[0], installs
 
 
 # --- what each image contains ----------------------------------------------------------------
