@@ -10,22 +10,30 @@ one of the worker's gradient slots (service.gradient_slots: 503 when none frees 
 from __future__ import annotations
 
 import base64
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import replace
 
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from lens.optvis.objectives import Objective, ObjectiveError
-from lens.optvis.render import Result, Settings as RenderSettings, render, work
-from service import colour, gradient_slots, grids, images, observability, params, preprocess
-from service import targets
+from lens.optvis.render import Ascent, Progress, Result, Settings as RenderSettings, work
+from service import colour, events, gradient_slots, grids, images, observability, params
+from service import preprocess, targets
 from service.params import Param
-from service.problems import unprocessable
+from service.problems import Problem, unprocessable
 from service.served import Served, current
 
 blueprint = Blueprint("dream", __name__)
+log = logging.getLogger(__name__)
 STARTS = ("image", "noise", "grey")
 DEFAULT_TARGETS = "conv2"
+# The longest a streamed dream goes without a progress event (a step at the largest size takes
+# well under this on 2 cores).
+PROGRESS_EVERY = 0.25
 _DEFAULTS = RenderSettings()
 _RENDER_FIELDS = ("steps", "step_size", "octaves", "octave_scale", "jitter", "blur_sigma",
                   "blur_every", "decay", "seed", "time_budget")
@@ -67,6 +75,8 @@ def parameters(served: Served) -> list[Param]:
         Param("time_budget", float, limits.dream_time_budget, "seconds; the dream stops and "
               "answers after this long (X-Dream-Budget-Exhausted: true)", 0.1,
               limits.dream_time_budget),
+        Param("preview_every", int, 8, "with Accept: text/event-stream, steps between preview "
+              "pictures", 1, limits.max_dream_steps),
     ]
 
 
@@ -84,23 +94,99 @@ def dream():
         start, finish = _synthetic(served, start_kind, objective, values)
     _check_work(start.shape[1:], settings, served.settings.max_dream_work)
     try:
-        with gradient_slots.hold(served.settings, settings.time_budget):
-            result = render(served.graph, [objective], start[None], settings)
+        ascent = Ascent(served.graph, [objective], start[None], settings)
     except ObjectiveError as error:
         raise unprocessable(f"targets: {error}") from None
+    wanted = request.accept_mimetypes.best_match(["image/png", "application/json", events.MIMETYPE])
+    if wanted == events.MIMETYPE:
+        return _stream(served, ascent, objective, finish, values["preview_every"])
+    with gradient_slots.hold(served.settings, settings.time_budget):
+        result = ascent.run()
+    png = _finished(served, result, objective, finish)
+    headers = {"X-Dream-Steps-Done": str(result.steps_done),
+               "X-Dream-Redirected-Steps": str(int(result.redirected[0])),
+               "X-Dream-Budget-Exhausted": str(result.budget_exhausted).lower()}
+    if wanted == "application/json":
+        return jsonify(_summary(result, objective, png)), 200, headers
+    return Response(png, mimetype="image/png", headers=headers)
+
+
+def _finished(served: Served, result: Result, objective: Objective, finish,
+              endpoint: str | None = None) -> bytes:
+    """The dream's PNG, counted in the metrics; a 422 Problem if the target never moved."""
     if result.steps_done and not result.moved[0]:
         raise unprocessable(f"targets: the gradient of {objective.description} is zero everywhere "
                             "on this image, even through the pre-activation of its layers: its "
                             "units are off here and nothing feeding them moves them (a dead unit "
                             "is marked in /filters/{layer}); try another image or target")
-    observability.dreamed(served.bundle.name, result.steps_done, len(result.images))
-    png = grids.png(grids.to_image(finish(result.images[0])))
-    headers = {"X-Dream-Steps-Done": str(result.steps_done),
-               "X-Dream-Redirected-Steps": str(int(result.redirected[0])),
-               "X-Dream-Budget-Exhausted": str(result.budget_exhausted).lower()}
-    if request.accept_mimetypes.best_match(["image/png", "application/json"]) == "application/json":
-        return jsonify(_summary(result, objective, png)), 200, headers
-    return Response(png, mimetype="image/png", headers=headers)
+    observability.dreamed(served.bundle.name, result.steps_done, len(result.images), endpoint)
+    return grids.png(grids.to_image(finish(result.images[0])))
+
+
+def _stream(served: Served, ascent: Ascent, objective: Objective, finish, preview_every: int):
+    """The dream as server-sent events: `progress` at least every PROGRESS_EVERY seconds (and at
+    each octave's first and last step), `preview` (the picture so far) every `preview_every` steps,
+    then `result` (the JSON answer, its PNG the very bytes of the non-streamed answer) or `error`
+    (a problem). The gradient slot is taken before the first byte, so a busy worker still answers
+    503; a client that goes away stops the dream before its next step and frees the slot."""
+    slot = ExitStack()
+    slot.enter_context(gradient_slots.hold(served.settings, ascent.settings.time_budget))
+    # The stream runs after the request's context has ended (as the access log sees it, the
+    # request took until its first byte): what it needs of the request is taken now.
+    gone = events.client_gone(request.environ)
+    endpoint = request.url_rule.rule
+
+    def stream():
+        try:
+            yield from _events(served, ascent, objective, finish, preview_every, gone, endpoint)
+        finally:   # the stream's end, or gunicorn closing it (a write to a gone client failed)
+            slot.close()
+
+    response = Response(stream(), mimetype=events.MIMETYPE, headers=events.HEADERS)
+    # A stream that never starts (the client left before the first byte) is only ever closed.
+    response.call_on_close(slot.close)
+    return response
+
+
+def _events(served: Served, ascent: Ascent, objective: Objective, finish, preview_every: int,
+            gone, endpoint: str) -> Iterator[bytes]:
+    started = last = time.monotonic()
+    for progress in ascent:
+        # The client may have gone during the step: then no more steps. If it goes while an event
+        # is written, the write fails and the server closes this generator at that yield.
+        if gone():
+            _client_left(served, progress, endpoint)
+            return
+        try:
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY or progress.step in (1, ascent.settings.steps):
+                last = now
+                yield events.event("progress", _progress(progress, now - started))
+            if progress.steps_done % preview_every == 0:
+                picture = grids.png(grids.to_image(finish(progress.images()[0])))
+                yield events.event("preview", {"steps_done": progress.steps_done,
+                                               "image": base64.b64encode(picture).decode("ascii")})
+        except GeneratorExit:
+            _client_left(served, progress, endpoint)
+            raise
+    try:
+        png = _finished(served, ascent.result, objective, finish, endpoint)
+    except Problem as problem:
+        yield events.event("error", problem.body())
+        return
+    yield events.event("result", _summary(ascent.result, objective, png))
+
+
+def _client_left(served: Served, progress: Progress, endpoint: str) -> None:
+    observability.dreamed(served.bundle.name, progress.steps_done, 0, endpoint)
+    log.info("dream stopped after %d of %d steps: the client went away", progress.steps_done,
+             progress.total_steps)
+
+
+def _progress(progress: Progress, elapsed: float) -> dict:
+    return {"octave": progress.octave, "octaves": progress.octaves, "step": progress.step,
+            "steps_done": progress.steps_done, "total_steps": progress.total_steps,
+            "objective": float(progress.objective[0]), "elapsed": round(elapsed, 3)}
 
 
 def _check_work(size: tuple[int, int], settings: RenderSettings, limit: int) -> None:

@@ -106,9 +106,10 @@ def gradient_step(model: str):
         GRADIENT_SECONDS.labels(model).observe(time.perf_counter() - start)
 
 
-def dreamed(model: str, steps: int, images: int) -> None:
+def dreamed(model: str, steps: int, images: int, endpoint: str | None = None) -> None:
+    """`endpoint`: the request's, where its context is gone (the end of a streamed answer)."""
     DREAM_STEPS.labels(model).inc(steps)
-    IMAGES.labels(model, _endpoint()).inc(images)
+    IMAGES.labels(model, endpoint or _endpoint()).inc(images)
 
 
 def reloaded(report, served: list) -> None:

@@ -174,7 +174,15 @@ def _paths(served: Served, models: list[str]) -> dict:
             "parameters": [model] + [p.openapi() for p in dream.parameters(served)],
             "requestBody": upload_body(served, False, 1),
             "responses": {
-                "200": {"description": "the dreamed image (PNG, or JSON by Accept)",
+                "200": {"description": "the dreamed image (PNG, or JSON by Accept); with "
+                                       "Accept: text/event-stream, the dream as it goes, as "
+                                       "server-sent events: `progress` (a DreamProgress) at "
+                                       "least every 0.25 s and at each octave's first and last "
+                                       "step, `preview` (a DreamPreview) every preview_every "
+                                       "steps, then `result` (a Dream, its image the very bytes "
+                                       "of the non-streamed PNG) or `error` (a Problem). "
+                                       "Closing the connection stops the dream before its next "
+                                       "step",
                         "headers": {"X-Dream-Steps-Done": {"schema": {"type": "integer"}},
                                     "X-Dream-Redirected-Steps": {
                                         "schema": {"type": "integer"},
@@ -183,8 +191,9 @@ def _paths(served: Served, models: list[str]) -> dict:
                                     "X-Dream-Budget-Exhausted": {
                                         "schema": {"type": "string", "enum": ["true", "false"]},
                                         "description": "true: the time budget cut it short"}},
-                        "content": png_response("")["content"] | {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/Dream"}}}}}
+                        "content": png_response("")["content"] | {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Dream"}},
+                            "text/event-stream": {"schema": {"type": "string"}}}}}
                          | upload_problems() | unknown_model | UNEXPECTED
                          | {"422": problem_response(
                              "not a decodable image, a parameter outside its bounds, a target "
@@ -395,6 +404,22 @@ def _schemas() -> dict:
                                  "steps_done": {"type": "integer"},
                                  "redirected_steps": {"type": "integer"},
                                  "budget_exhausted": {"type": "boolean"}}},
+        "DreamProgress": {"type": "object",
+                          "required": ["octave", "octaves", "step", "steps_done", "total_steps",
+                                       "objective", "elapsed"],
+                          "properties": {"octave": {"type": "integer", "minimum": 1},
+                                         "octaves": {"type": "integer", "minimum": 1},
+                                         "step": {"type": "integer", "minimum": 1,
+                                                  "description": "within the octave"},
+                                         "steps_done": {"type": "integer", "minimum": 1},
+                                         "total_steps": {"type": "integer", "minimum": 1},
+                                         "objective": {"type": "number", "description":
+                                                       "before this step"},
+                                         "elapsed": {"type": "number", "description":
+                                                     "seconds since the first step began"}}},
+        "DreamPreview": {"type": "object", "required": ["steps_done", "image"],
+                         "properties": {"steps_done": {"type": "integer", "minimum": 1},
+                                        "image": png_base64}},
         "Health": {"type": "object", "required": ["status"],
                    "properties": {"status": {"const": "ok"}}},
         "Ready": {"type": "object", "required": ["status", "default", "models"],

@@ -24,6 +24,10 @@ class Problem(Exception):
         self.status, self.detail, self.headers = status, detail, headers
         self.title = title or _TITLES.get(status, "Error")
 
+    def body(self) -> dict:
+        """The RFC 9457 document, also for where no status line can carry it (an event stream)."""
+        return _body(self.status, self.title, self.detail)
+
 
 def bad_request(detail: str) -> Problem:
     return Problem(400, detail)
@@ -58,8 +62,12 @@ _TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Meth
 
 
 def response(status: int, title: str, detail: str, headers=None) -> Response:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return Response(json.dumps(body), status, headers=headers, mimetype=PROBLEM_TYPE)
+    return Response(json.dumps(_body(status, title, detail)), status, headers=headers,
+                    mimetype=PROBLEM_TYPE)
+
+
+def _body(status: int, title: str, detail: str) -> dict:
+    return {"type": "about:blank", "title": title, "status": status, "detail": detail}
 
 
 # A body up to this many times the limit is read and dropped before answering 413, for at most

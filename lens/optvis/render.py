@@ -10,9 +10,10 @@ added detail), and what the ascent optimises: the pixels or a 1/f-scaled Fourier
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -90,46 +91,92 @@ class GradientGraph:
         return objective, grad
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where an ascent is, after one step: for progress bars and previews of a dream in flight."""
+    octave: int                  # 1-based, of `octaves`
+    octaves: int
+    step: int                    # 1-based, within the octave
+    steps_done: int              # over all octaves so far, of `total_steps`
+    total_steps: int
+    objective: np.ndarray        # per image, on the image this step started from
+    images: Callable[[], np.ndarray]   # the images as they are now, full size (computed on call)
+
+
+class Ascent:
+    """One render, a step at a time: iterating takes the steps, each yielding its Progress, and
+    `result` is there once the iteration ends. Whoever stops iterating early (a client that went
+    away) stops the work there. Bad objectives raise ObjectiveError here, before any step."""
+
+    def __init__(self, graph: GradientGraph, objectives: list[Objective], start: np.ndarray,
+                 settings: Settings = Settings()):
+        self.start = np.ascontiguousarray(start, np.float32)
+        graph.check(objectives, self.start.shape[2:], settings.octaves)
+        self.graph, self.settings = graph, settings
+        self.weights = Weights(feeds(objectives, graph.targets),
+                               feeds([o.through(graph.targets) for o in objectives], graph.targets))
+        self.result: Result | None = None
+        self._steps = self._run()
+
+    def __iter__(self) -> Iterator[Progress]:
+        return self._steps
+
+    def run(self, on_step: Callable[[Progress], None] | None = None) -> Result:
+        """The steps left, each told to on_step; then the result."""
+        for progress in self:
+            if on_step:
+                on_step(progress)
+        return self.result
+
+    def _run(self) -> Iterator[Progress]:
+        graph, settings, start, weights = self.graph, self.settings, self.start, self.weights
+        rng = np.random.default_rng(settings.seed)
+        deadline = None if settings.time_budget is None else time.monotonic() + settings.time_budget
+        result = Result(start, graph(start, weights.activation)[0], np.zeros(len(start), np.float32),
+                        moved=np.zeros(len(start), int), redirected=np.zeros(len(start), int))
+        on_preactivation = np.zeros(len(start), bool)
+
+        height, width = start.shape[2:]
+        sizes = octave_sizes((height, width), settings)
+        detail = np.zeros_like(transforms.resize(start, *sizes[0]))
+        transform = robustness(settings)
+        for octave, size in enumerate(sizes, 1):
+            base = transforms.resize(start, *size)
+            # Each octave re-parameterises its own start: a Fourier parameter is tied to one size.
+            parameterisation = PARAMETERISATIONS[settings.param](*size)
+            p = parameterisation.from_image(np.clip(base + transforms.resize(detail, *size), 0, 1))
+            for step in range(settings.steps):
+                if deadline is not None and time.monotonic() > deadline:
+                    result.budget_exhausted = True
+                    break
+                p, value, on_preactivation = _step(graph, parameterisation, p, transform(rng, size),
+                                                   weights, settings, step, on_preactivation, result)
+                result.history.append(value.tolist())
+                result.steps_done += 1
+                now = functools.partial(_full_size, start, parameterisation, p, base)
+                yield Progress(octave, len(sizes), step + 1, result.steps_done,
+                               settings.steps * len(sizes), value, now)
+            detail = parameterisation.image(p) - base
+            if result.budget_exhausted:
+                break
+        result.images = np.clip(start + transforms.resize(detail, height, width), 0, 1)
+        result.objective_after = graph(result.images, weights.activation)[0]
+        self.result = result
+
+
 def render(graph: GradientGraph, objectives: list[Objective], start: np.ndarray,
            settings: Settings = Settings(),
-           on_step: Callable[[int, int], None] | None = None) -> Result:
+           on_step: Callable[[Progress], None] | None = None) -> Result:
     """Maximise objectives[i] starting from start[i] (float32 NCHW in [0, 1])."""
-    start = np.ascontiguousarray(start, np.float32)
-    graph.check(objectives, start.shape[2:], settings.octaves)
-    weights = Weights(feeds(objectives, graph.targets),
-                      feeds([o.through(graph.targets) for o in objectives], graph.targets))
-    rng = np.random.default_rng(settings.seed)
-    deadline = None if settings.time_budget is None else time.monotonic() + settings.time_budget
-    result = Result(start, graph(start, weights.activation)[0], np.zeros(len(start), np.float32),
-                    moved=np.zeros(len(start), int), redirected=np.zeros(len(start), int))
-    on_preactivation = np.zeros(len(start), bool)
+    return Ascent(graph, objectives, start, settings).run(on_step)
 
-    height, width = start.shape[2:]
-    sizes = octave_sizes((height, width), settings)
-    detail = np.zeros_like(transforms.resize(start, *sizes[0]))
-    total = settings.steps * len(sizes)
-    transform = robustness(settings)
-    for size in sizes:
-        base = transforms.resize(start, *size)
-        # Each octave re-parameterises its own start: a Fourier parameter is tied to one size.
-        parameterisation = PARAMETERISATIONS[settings.param](*size)
-        p = parameterisation.from_image(np.clip(base + transforms.resize(detail, *size), 0, 1))
-        for step in range(settings.steps):
-            if deadline is not None and time.monotonic() > deadline:
-                result.budget_exhausted = True
-                break
-            p, value, on_preactivation = _step(graph, parameterisation, p, transform(rng, size),
-                                               weights, settings, step, on_preactivation, result)
-            result.history.append(value.tolist())
-            result.steps_done += 1
-            if on_step:
-                on_step(result.steps_done, total)
-        detail = parameterisation.image(p) - base
-        if result.budget_exhausted:
-            break
-    result.images = np.clip(start + transforms.resize(detail, height, width), 0, 1)
-    result.objective_after = graph(result.images, weights.activation)[0]
-    return result
+
+def _full_size(start: np.ndarray, parameterisation: param.Parameterisation, p: np.ndarray,
+               base: np.ndarray) -> np.ndarray:
+    """The images mid-octave at the start's size: the start plus the detail added so far, as the
+    octave's end will add it."""
+    detail = parameterisation.image(p) - base
+    return np.clip(start + transforms.resize(detail, *start.shape[2:]), 0, 1)
 
 
 @dataclass(frozen=True)

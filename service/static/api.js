@@ -47,14 +47,42 @@ export async function getJSON(path, params = {}, init = {}) {
 
 // `image` is a data URL (a canvas's toDataURL, or an uploaded file read as one): the service
 // accepts {"image": dataURL} for every image endpoint, so one body shape serves them all.
-export async function postImage(path, params, image, init = {}) {
-  const response = await send(path, params, {
+function imageRequest(image, accept, init) {
+  return {
     ...init,
     method: "POST",
-    headers: {"Content-Type": "application/json", "Accept": "application/json"},
+    headers: {"Content-Type": "application/json", "Accept": accept},
     body: image === null ? undefined : JSON.stringify({image}),
-  });
-  return response.json();
+  };
+}
+
+export async function postImage(path, params, image, init = {}) {
+  return (await send(path, params, imageRequest(image, "application/json", init))).json();
+}
+
+// The same request answered as server-sent events: onEvent(name, data) for each event as it
+// arrives (EventSource cannot POST). Aborting init.signal closes the connection, which stops the
+// server's work; an error thrown by onEvent ends the stream the same way.
+export async function postImageEvents(path, params, image, onEvent, init = {}) {
+  const response = await send(path, params, imageRequest(image, "text/event-stream", init));
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) return;
+      buffer += value;
+      for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+        const lines = buffer.slice(0, end).split("\n");
+        buffer = buffer.slice(end + 2);
+        const name = lines.find((line) => line.startsWith("event: "))?.slice(7) ?? "message";
+        const data = lines.filter((line) => line.startsWith("data: ")).map((line) => line.slice(6));
+        onEvent(name, JSON.parse(data.join("\n")));
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
 }
 
 export function png(base64) {

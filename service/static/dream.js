@@ -1,8 +1,10 @@
 // The dream panel: POST /dream with a target built from the form (layer, layer:k or class:k),
-// before and after pictures, and the result as a downloadable PNG behind a blob: URL (the data
-// stays in the page; no second request).
+// streamed as server-sent events: a progress bar, the picture as it evolves, a Cancel button that
+// closes the connection (which stops the server's work), then the before and after pictures and
+// the result as a downloadable PNG behind a blob: URL (the data stays in the page; no second
+// request).
 
-import {postImage} from "./api.js";
+import {ApiError, png, postImageEvents} from "./api.js";
 
 function byId(id) {
   return document.getElementById(id);
@@ -27,6 +29,9 @@ export class Dream {
     this.octaves = byId("dream-octaves");
     this.start = byId("dream-start");
     this.button = byId("dream");
+    this.cancel = byId("dream-cancel");
+    this.progress = byId("dream-progress");
+    this.controller = null;
     if (limits.steps) this.steps.max = limits.steps;
     if (limits.octaves) this.octaves.max = limits.octaves;
     for (const layer of layers.filter((entry) => entry.kind !== "output")) {
@@ -36,6 +41,7 @@ export class Dream {
     this.kind.addEventListener("change", () => this.fit(), {signal});
     this.layer.addEventListener("change", () => this.fit(), {signal});
     this.button.addEventListener("click", () => this.run(), {signal});
+    this.cancel.addEventListener("click", () => this.controller?.abort(), {signal});
     this.fit();
   }
 
@@ -77,19 +83,48 @@ export class Dream {
       preprocess: fromImage && !convOnly ? "digit" : undefined,
     };
     this.button.disabled = true;
+    this.cancel.hidden = false;
+    this.progress.hidden = false;
+    this.progress.value = 0;
+    this.controller = new AbortController();
     status.textContent = "Dreaming…";
+    this.showBefore(image);
+    let answer = null;
+    let done = 0;
     try {
-      const answer = await postImage("/dream", params, image);
-      this.showBefore(image);
+      await postImageEvents("/dream", params, image, (name, data) => {
+        if (name === "progress") {
+          done = data.steps_done;
+          this.progress.max = data.total_steps;
+          this.progress.value = done;
+          status.textContent = `Octave ${data.octave} of ${data.octaves}, step ${data.step}: ` +
+            `objective ${data.objective.toFixed(3)}`;
+        } else if (name === "preview") {
+          done = data.steps_done;
+          this.showPreview(data.image);
+        } else if (name === "result") {
+          answer = data;
+        } else if (name === "error") {
+          throw new ApiError(data.status, data.title, data.detail);
+        }
+      }, {signal: this.controller.signal});
+      if (!answer) throw new Error("The dream ended without its result; try again.");
       this.showAfter(answer);
       status.textContent = `${answer.targets}: objective ${answer.objective_before.toFixed(3)} → ` +
         `${answer.objective_after.toFixed(3)} in ${answer.steps_done} steps` +
         (answer.budget_exhausted ? " (stopped by the time budget)" : "");
     } catch (error) {
-      status.textContent = "";
-      this.onError(error);
+      if (error.name === "AbortError") {
+        status.textContent = `Cancelled after ${done} steps.`;
+      } else {
+        status.textContent = "";
+        this.onError(error);
+      }
     } finally {
+      this.controller = null;
       this.button.disabled = false;
+      this.cancel.hidden = true;
+      this.progress.hidden = true;
     }
   }
 
@@ -100,6 +135,15 @@ export class Dream {
     byId("dream-before-caption").textContent = image ? "before" : "before: random noise";
   }
 
+  // The picture so far; the download waits for the result.
+  showPreview(base64) {
+    const after = byId("dream-after");
+    after.src = png(base64);
+    after.hidden = false;
+    byId("dream-after-caption").textContent = "so far";
+    byId("dream-download").hidden = true;
+  }
+
   showAfter(answer) {
     // The previous result's blob is no longer shown or linked: free it.
     if (this.blobURL) URL.revokeObjectURL(this.blobURL);
@@ -107,6 +151,7 @@ export class Dream {
     const after = byId("dream-after");
     after.src = this.blobURL;
     after.hidden = false;
+    byId("dream-after-caption").textContent = "after";
     const link = byId("dream-download");
     link.href = this.blobURL;
     link.download = `dream-${this.targets().replace(/[^\w-]+/g, "_")}.png`;

@@ -209,6 +209,13 @@ def _downloaded_png(page) -> Image.Image:
     return Image.open(io.BytesIO(download.value.path().read_bytes()))
 
 
+def dream_done(page) -> None:
+    """The dream's result is in: its download link shows (previews show the picture before)."""
+    page.wait_for_function("() => !document.getElementById('dream-download').hidden",
+                           timeout=30_000)
+    image_loaded(page, "#dream-after")
+
+
 def test_dreaming_a_filter_from_noise(page):
     page.select_option("#dream-kind", "filter")
     page.select_option("#dream-layer", "conv2")
@@ -216,7 +223,7 @@ def test_dreaming_a_filter_from_noise(page):
     page.fill("#dream-steps", "16")
     page.select_option("#dream-start", "noise")
     page.click("#dream")
-    image_loaded(page, "#dream-after")
+    dream_done(page)
     assert page.get_attribute("#dream-download", "href").startswith("blob:")
     assert page.inner_text("#dream-status").startswith("filter 3 of conv2") or \
         "16 steps" in page.inner_text("#dream-status")
@@ -231,7 +238,7 @@ def test_deep_dream_on_the_drawing_and_a_class_dream(page):
     page.fill("#dream-steps", "8")
     page.select_option("#dream-start", "image")
     page.click("#dream")
-    image_loaded(page, "#dream-after")
+    dream_done(page)
     image_loaded(page, "#dream-before")
     assert _downloaded_png(page).size == (280, 280)      # Deep Dream keeps the drawing's size
     first = page.get_attribute("#dream-download", "href")
