@@ -68,9 +68,16 @@ class Compose:
     def __init__(self, project: str, env: dict[str, str]):
         self.project, self.env = project, env
 
-    def __call__(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run(["podman-compose", "-p", self.project, *args], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+    @property
+    def base(self) -> str:
+        """The api's URL on the host: compose publishes it on CNNLENS_PORT (default 8000)."""
+        return f"http://127.0.0.1:{self.env.get('CNNLENS_PORT', '8000')}"
+
+    def __call__(self, *args: str, timeout: float = 900, check: bool = True,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        done = subprocess.run(["podman-compose", "-p", self.project, *args], cwd=ROOT,
+                              env=self.env | (env or {}), capture_output=True, text=True,
+                              timeout=timeout)
         if check and done.returncode != 0:
             raise AssertionError(f"podman-compose {' '.join(args)}: exit {done.returncode}\n"
                                  f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")

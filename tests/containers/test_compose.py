@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,7 @@ def stack():
     """The compose project, up, on a free host port (CNNLENS_PORT); `down -v` at the end in any
     case (test_down_leaves_nothing checks that it leaves nothing)."""
     require_engine()
-    port = _free_port()
-    compose = Compose(f"cnnlens-test-{os.getpid()}", build_env(CNNLENS_PORT=str(port)))
-    compose.base = f"http://127.0.0.1:{port}"
+    compose = Compose(f"cnnlens-test-{os.getpid()}", build_env(CNNLENS_PORT=str(_free_port())))
     try:
         compose("up", "-d", "--build")
         wait_ready(compose.base)
@@ -147,12 +146,9 @@ def test_a_bundle_trained_in_the_trainer_container_is_served_after_sighup(stack,
     CI builds the trainer with torch from this machine's wheelhouse (CNNLENS_TORCH_WHEELHOUSE);
     elsewhere it comes from the Dockerfile's default, PyTorch's CPU index."""
     directory = os.environ.get("CNNLENS_TORCH_WHEELHOUSE")
-    if directory:
-        with wheelhouse(Path(directory)) as url:
-            stack.env["TORCH_FIND_LINKS"] = url
-            stack("--profile", "train", "build", "trainer", timeout=1500)
-    else:
-        stack("--profile", "train", "build", "trainer", timeout=1500)
+    with wheelhouse(Path(directory)) if directory else nullcontext() as url:
+        stack("--profile", "train", "build", "trainer", timeout=1500,
+              env={"TORCH_FIND_LINKS": url} if url else None)
     stack("--profile", "train", "run", "--rm", "trainer", "build", "--out", "/models/mnist-v2",
           "--name", "mnist-v2", "--epochs", "1", "--limit", "500", timeout=900)
     assert _models(api) == ["mnist-cnn"]       # not served before the reload
