@@ -35,8 +35,15 @@ DEFAULT_TARGETS = "conv2"
 # well under this on 2 cores).
 PROGRESS_EVERY = 0.25
 _DEFAULTS = RenderSettings()
-_RENDER_FIELDS = ("steps", "step_size", "octaves", "octave_scale", "jitter", "blur_sigma",
-                  "blur_every", "decay", "seed", "time_budget")
+_RENDER_FIELDS = ("step_size", "octave_scale", "jitter", "blur_sigma", "blur_every", "decay",
+                  "seed", "time_budget")
+# Asked for neither octaves nor steps, a conv target dreams over OCTAVES scales (Mordvintsev et al.'s Deep
+# Dream), TOTAL_STEPS steps in all: the coarse octaves grow larger, bolder patterns that follow the
+# picture's shapes, and cost a fraction of full-size steps (a 512x512 photo: 0.48x the pixel-steps
+# of one octave; docs/benchmarks.md shows both). Images too small for it keep one octave.
+TOTAL_STEPS = 64
+OCTAVES = 4
+OCTAVES_FROM_SIDE = 128
 TARGETS_HELP = ("comma-separated terms, each optionally weighted with *w: a layer (Deep Dream: "
                 "its mean squared activation), layer:k (filter or unit k), class:k (the logit "
                 "of class k); layer.pre names a conv or dense layer before its ReLU "
@@ -59,11 +66,13 @@ def parameters(served: Served) -> list[Param]:
         Param("preprocess", str, "none", "none: dream on the image as it is, at its size; "
               "digit: MNIST-style 28x28 first (needed for dense and class targets)",
               choices=("none", "digit")),
-        Param("steps", int, _DEFAULTS.steps, "gradient steps per octave", 1, limits.max_dream_steps),
+        Param("steps", int, None, f"gradient steps per octave (default: {TOTAL_STEPS} over all "
+              f"octaves, e.g. {TOTAL_STEPS // OCTAVES} with {OCTAVES})", 1, limits.max_dream_steps),
         Param("step_size", float, _DEFAULTS.step_size, "pixel change per step, relative to the "
               "normalised gradient", 1e-4, 1.0),
-        Param("octaves", int, _DEFAULTS.octaves, "image scales, coarse to fine (conv targets "
-              "only)", 1, limits.max_dream_octaves),
+        Param("octaves", int, None, "image scales, coarse to fine (conv targets only; default: "
+              f"{OCTAVES} when steps is not given either, for conv targets on images of at least "
+              f"{OCTAVES_FROM_SIDE} px a side, else 1)", 1, limits.max_dream_octaves),
         Param("octave_scale", float, _DEFAULTS.octave_scale, "size ratio between octaves", 1.0, 4.0),
         Param("jitter", int, _DEFAULTS.jitter, "largest random shift per step, in pixels", 0, 16),
         Param("blur_sigma", float, _DEFAULTS.blur_sigma, "Gaussian blur of the image every "
@@ -92,6 +101,7 @@ def dream():
         start, finish = _from_upload(served, values["preprocess"])
     else:
         start, finish = _synthetic(served, start_kind, objective, values)
+    settings = _with_default_octaves(served, settings, objective, start.shape[1:], values)
     _check_work(start.shape[1:], settings, served.settings.max_dream_work)
     try:
         ascent = Ascent(served.graph, [objective], start[None], settings)
@@ -187,6 +197,19 @@ def _progress(progress: Progress, elapsed: float) -> dict:
     return {"octave": progress.octave, "octaves": progress.octaves, "step": progress.step,
             "steps_done": progress.steps_done, "total_steps": progress.total_steps,
             "objective": float(progress.objective[0]), "elapsed": round(elapsed, 3)}
+
+
+def _with_default_octaves(served: Served, settings: RenderSettings, objective: Objective,
+                          size: tuple[int, int], values: dict) -> RenderSettings:
+    """The octaves and steps per octave asked for; where neither is, the default dream."""
+    octaves, steps = values["octaves"], values["steps"]
+    if octaves is None:
+        multiscale = (steps is None and not served.graph.fixed_size_layers([objective])
+                      and min(size) >= OCTAVES_FROM_SIDE)
+        octaves = min(OCTAVES, served.settings.max_dream_octaves) if multiscale else 1
+    if steps is None:
+        steps = max(1, min(TOTAL_STEPS // octaves, served.settings.max_dream_steps))
+    return replace(settings, octaves=octaves, steps=steps)
 
 
 def _check_work(size: tuple[int, int], settings: RenderSettings, limit: int) -> None:

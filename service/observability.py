@@ -164,7 +164,7 @@ def openapi_path() -> dict:
         "summary": "Prometheus metrics, merged over every gunicorn worker",
         "responses": {"200": {
             "description": "Prometheus text exposition format 0.0.4",
-            "headers": {REQUEST_ID: {"schema": {"type": "string", "maxLength": 128},
+            "headers": {REQUEST_ID: {"schema": {"type": "string", "maxLength": 128}, "required": True,
                                      "description": "echoed on every response of this API: the "
                                                     "client's if printable ASCII of at most 128 "
                                                     "characters, else generated"}},

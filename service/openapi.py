@@ -183,6 +183,7 @@ def _paths(served: Served, models: list[str]) -> dict:
                                        "of the non-streamed PNG) or `error` (a Problem). "
                                        "Closing the connection stops the dream before its next "
                                        "step",
+                        # Not on a streamed answer, whose headers go before the dream runs.
                         "headers": {"X-Dream-Steps-Done": {"schema": {"type": "integer"}},
                                     "X-Dream-Redirected-Steps": {
                                         "schema": {"type": "integer"},
@@ -228,6 +229,7 @@ def _paths(served: Served, models: list[str]) -> dict:
                                                  "field outlined (the bundle's file, its sha256 "
                                                  "as ETag when unscaled)",
                                   "headers": {"Vary": {"schema": {"type": "string"},
+                                                       "required": True,
                                                        "description": "Accept"}},
                                   "content": {"application/json": {"schema": {
                                       "$ref": "#/components/schemas/UnitExamples"}}}

@@ -78,9 +78,13 @@ class GradientGraph:
         spec = bundle.manifest["input"]
         return cls(bundle.gradient, bundle.layers, (spec["height"], spec["width"]))
 
-    def check(self, objectives: list[Objective], size: tuple[int, int], octaves: int) -> None:
+    def fixed_size_layers(self, objectives: list[Objective]) -> set[str]:
+        """The layers the objectives use that take only the model's input size (dense, output)."""
         used = set().union(*(o.layers for o in objectives))
-        fixed = {name.removesuffix(PREACTIVATION) for name in used} - self._any_size
+        return {name.removesuffix(PREACTIVATION) for name in used} - self._any_size
+
+    def check(self, objectives: list[Objective], size: tuple[int, int], octaves: int) -> None:
+        fixed = self.fixed_size_layers(objectives)
         if fixed and (tuple(size) != self.size or octaves > 1):
             raise ObjectiveError(
                 f"layers {sorted(fixed)} take only {self.size[0]}x{self.size[1]} images and one "

@@ -157,3 +157,23 @@ def test_a_preactivation_target_is_accepted_and_climbs(api):
     body = reply.json()
     assert body["objective_after"] > body["objective_before"]
     assert body["targets"] == "conv2.pre[5]"
+
+
+def _octaves_and_steps(api, query: str, png: bytes) -> tuple[int, int]:
+    """(octaves, steps per octave) of a dream, from its streamed progress."""
+    reply = api.post(f"/dream?{query}", png, "image/png", headers={"Accept": "text/event-stream"})
+    assert reply.status == 200, reply.body
+    first = json.loads(reply.body.split(b"\n\n")[0].split(b"data: ", 1)[1])
+    return first["octaves"], first["total_steps"] // first["octaves"]
+
+
+def test_the_default_dream_of_a_picture_has_four_octaves_of_sixteen_steps(api):
+    photo = imagefiles.encode(Image.new("RGB", (200, 160), (30, 120, 200)))
+    assert _octaves_and_steps(api, "targets=conv2", photo) == (4, 16)
+    # Whoever chooses the steps or the octaves gets what they chose, and one octave by default.
+    assert _octaves_and_steps(api, "targets=conv2&steps=12", photo) == (1, 12)
+    assert _octaves_and_steps(api, "targets=conv2&octaves=2", photo) == (2, 32)
+    # Small images, and targets that see only the model's 28x28 input, keep one octave.
+    small = imagefiles.encode(Image.new("RGB", (100, 160), (30, 120, 200)))
+    assert _octaves_and_steps(api, "targets=conv2", small) == (1, 64)
+    assert _octaves_and_steps(api, "targets=class:3&preprocess=digit", photo) == (1, 64)
