@@ -37,10 +37,11 @@ PROGRESS_EVERY = 0.25
 _DEFAULTS = RenderSettings()
 _RENDER_FIELDS = ("step_size", "octave_scale", "jitter", "blur_sigma", "blur_every", "decay",
                   "seed", "time_budget")
-# Asked for neither octaves nor steps, a conv target dreams over OCTAVES scales (Mordvintsev et al.'s Deep
-# Dream), TOTAL_STEPS steps in all: the coarse octaves grow larger, bolder patterns that follow the
-# picture's shapes, and cost a fraction of full-size steps (a 512x512 photo: 0.48x the pixel-steps
-# of one octave; docs/benchmarks.md shows both). Images too small for it keep one octave.
+# Asked for neither octaves nor steps, a conv target dreams over OCTAVES scales (as Mordvintsev
+# et al.'s Deep Dream does), TOTAL_STEPS steps in all: the coarse octaves grow larger, bolder
+# patterns that follow the picture's shapes, and cost a fraction of full-size steps (a 512x512
+# photo: 0.48x the pixel-steps of one octave; docs/benchmarks.md shows both). Images too small
+# for it keep one octave.
 TOTAL_STEPS = 64
 OCTAVES = 4
 OCTAVES_FROM_SIDE = 128

@@ -63,4 +63,6 @@ if ! podman image exists "$BASE_IMAGE"; then
          "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/*
   tar -C "$rootfs" -c . | podman import --change 'CMD ["python3"]' - "$BASE_IMAGE" > /dev/null
 fi
-echo "podman $(podman --version | cut -d' ' -f3), runtime $(podman info --format '{{.Host.OCIRuntime.Name}}'), podman-compose $PODMAN_COMPOSE_VERSION, base image $BASE_IMAGE"
+runtime=$(podman info --format '{{.Host.OCIRuntime.Name}}')
+echo "podman $(podman --version | cut -d' ' -f3), runtime $runtime," \
+     "podman-compose $PODMAN_COMPOSE_VERSION, base image $BASE_IMAGE"

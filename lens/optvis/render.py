@@ -157,9 +157,9 @@ class Ascent:
                                                    weights, settings, step, on_preactivation, result)
                 result.history.append(value.tolist())
                 result.steps_done += 1
-                now = functools.partial(_full_size, start, parameterisation, p, base)
+                images = functools.partial(_full_size, start, parameterisation, p, base)
                 yield Progress(octave, len(sizes), step + 1, result.steps_done,
-                               settings.steps * len(sizes), value, now)
+                               settings.steps * len(sizes), value, images)
             detail = parameterisation.image(p) - base
             if result.budget_exhausted:
                 break

@@ -31,7 +31,8 @@ def require_engine() -> None:
     if reason is None:
         return
     if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: .ci/run runs deploy/podman/setup-host.sh, so this is a failure)")
+        pytest.fail(f"{reason} (CI is set: .ci/run runs deploy/podman/setup-host.sh, so this "
+                    "is a failure)")
     pytest.skip(f"{reason}: no container engine here (deploy/podman/setup-host.sh sets one up)")
 
 
@@ -48,7 +49,8 @@ def _why_no_engine() -> str | None:
 def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)}: exit {done.returncode}\n{done.stderr[-2000:]}")
+        raise AssertionError(f"podman {' '.join(args)}: exit {done.returncode}\n"
+                             f"{done.stderr[-2000:]}")
     return done
 
 
@@ -57,7 +59,8 @@ def build_env(**extra: str) -> dict[str, str]:
     one (else the Dockerfile's default, from a registry), and the docker image format, whose
     HEALTHCHECK the OCI format would drop."""
     env = dict(os.environ, BUILDAH_FORMAT="docker", **extra)
-    if "PYTHON_IMAGE" not in env and podman("image", "exists", LOCAL_BASE_IMAGE, check=False).returncode == 0:
+    local = podman("image", "exists", LOCAL_BASE_IMAGE, check=False).returncode == 0
+    if "PYTHON_IMAGE" not in env and local:
         env["PYTHON_IMAGE"] = LOCAL_BASE_IMAGE
     return env
 
@@ -127,7 +130,7 @@ def wait_ready(base: str, seconds: float = 120) -> dict:
 @contextmanager
 def wheelhouse(directory: Path):
     """A directory of wheels served over HTTP to builds, as pip's --find-links page. Builds reach
-    the host as host.containers.internal (podman's name for it; Docker's is host.docker.internal)."""
+    the host as host.containers.internal (podman's name; Docker's is host.docker.internal)."""
     handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
