@@ -19,6 +19,23 @@ into a plain aten graph with make_fx (backward ops decomposed into exportable on
 graph is exported. Conv-layer objectives work on images of any size; dense layers bind the size
 to the training size. So two graphs are traced, a conv-only one with dynamic height and width and
 a complete one at the training size, and joined under an ONNX `If` on the image size.
+
+The conv-only graph is the one Deep Dream runs on large images, and it is built for speed in
+onnxruntime (the complete one, 0.4 ms a step at 28x28, is traced as it always was: the bundle's
+filter pictures are rendered through it, and they keep their bytes):
+- each target's part of the objective is one autograd Function whose backward is a single
+  product and sum over the activation (_Term), its sum of squares one ReduceSumSquare;
+- max pooling keeps onnxruntime's indices and routes the gradient back with MaxUnpool
+  (training/onnx_ops.py); ReLU's mask before it is applied to the pooled gradient, before
+  MaxUnpool spreads it to four times the size (training/onnx_passes.py);
+- the input gradient of a stride-1 convolution with enough input channels is a convolution with
+  the flipped, transposed kernel, which onnxruntime runs as one cache-blocked GEMM, instead of a
+  transposed convolution (a GEMM into a column buffer the size of the kernel times the image,
+  then a scatter of it);
+- a request weighs few targets: the graph is specialised for each target that can come first in
+  depth (conv1.pre, conv1, conv2.pre, conv2, ...), as if every target before it had zero weights
+  (training/onnx_passes.py), and an `If` picks the specialisation by the first target with a
+  nonzero weight. Deep Dream on conv2 then computes nothing for conv1's and conv2.pre's terms.
 """
 from __future__ import annotations
 
@@ -38,6 +55,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from lens.optvis.objectives import PREACTIVATION, preactivation
 from lens.bundle import DIGIT_SCORE
+from training import onnx_ops, onnx_passes
 from training.layers import Layer, capture, state_of
 
 OPSET = 18
@@ -95,7 +113,14 @@ def export_gradient(model: nn.Module, layers: list[Layer], input_shape, path: Pa
         onnx.save(full, path)
         return
     conv_only = _gradient_graph(model, conv, input_shape, dynamic_size=True)
-    onnx.save(_join_on_size(full, conv_only, input_shape[1:], names), path)
+    onnx.save(_join_on_size(full, conv_only, depth_order(conv), input_shape[1:], names), path)
+
+
+def depth_order(layers: list[Layer]) -> list[str]:
+    """The objective's targets in the order the forward pass computes them."""
+    return [target for layer in layers
+            for target in ([preactivation(layer.name)] if layer.kind != "output" else [])
+            + [layer.name]]
 
 
 def objective(acts: dict[str, torch.Tensor], weights: dict[str, torch.Tensor],
@@ -116,20 +141,58 @@ def objective(acts: dict[str, torch.Tensor], weights: dict[str, torch.Tensor],
     return total
 
 
-def gradient_function(model: nn.Module, layers: list[Layer]):
+class _Term(torch.autograd.Function):
+    """One conv target's part of the objective. Its gradient, weights / (H*W) + 2 * energy * act / n,
+    is one product and one sum over the activation; autograd's own backward of the same formula
+    expands the weights to the activation's size and goes through the square twice, five passes
+    over the activation where two do."""
+
+    @staticmethod
+    def forward(act, weights, energy):
+        # Squares summed per channel first: float32 sums of a 512x512 map over all channels at
+        # once lose four digits (0.06 % against float64), per channel and then across, one.
+        squares = onnx_ops.sum_square(act, [2, 3]).sum(1)
+        return ((act.sum((2, 3)) * weights).sum(1) * (1.0 / (act.shape[2] * act.shape[3]))
+                + energy * squares * (1.0 / act[0].numel()))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        act, weights, energy = ctx.saved_tensors
+        scale = (grad * energy * (2.0 / act[0].numel())).view(-1, 1, 1, 1)
+        shift = grad.unsqueeze(1) * weights * (1.0 / (act.shape[2] * act.shape[3]))
+        return act * scale + shift.view(*shift.shape, 1, 1), None, None
+
+
+def objective_by_terms(acts: dict[str, torch.Tensor], weights: dict[str, torch.Tensor],
+                       energy: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`objective` for conv targets, each target's part computed by _Term."""
+    terms = [_Term.apply(act, weights[name], energy[name]) for name, act in acts.items()]
+    return sum(terms[1:], terms[0])
+
+
+def gradient_function(model: nn.Module, layers: list[Layer], targets: list[str] | None = None,
+                      objective=objective):
     """f(state, image, weights..., energies...) -> (objective, d/d image, d/d conv activations).
-    `state` (parameters and buffers) is an explicit argument: make_fx must see no hidden tensors."""
+    `state` (parameters and buffers) is an explicit argument: make_fx must see no hidden tensors.
+    The objective weighs `targets` (default: all of objective_targets(layers)); f takes the
+    weights and energies of all, and ignores the others'."""
     keys = list(state_of(model))
     conv = [layer.name for layer in layers if layer.kind == "conv"]
-    targets = objective_targets(layers)
+    inputs = objective_targets(layers)
+    weighed = set(inputs if targets is None else targets)
 
     def f(state: list[torch.Tensor], image: torch.Tensor, *weights_and_energy: torch.Tensor):
-        weights = dict(zip(targets, weights_and_energy[:len(targets)]))
-        energy = dict(zip(targets, weights_and_energy[len(targets):]))
+        weights = dict(zip(inputs, weights_and_energy[:len(inputs)]))
+        energy = dict(zip(inputs, weights_and_energy[len(inputs):]))
         image = image.detach().requires_grad_(True)
         with torch.enable_grad():
             acts = capture(model, layers, dict(zip(keys, state)), image, preactivations=True)
-            value = objective(acts, weights, energy)
+            value = objective({name: act for name, act in acts.items() if name in weighed},
+                              weights, energy)
             grads = torch.autograd.grad(value.sum(), [image] + [acts[name] for name in conv])
         return (value.detach(), *grads)
 
@@ -137,6 +200,8 @@ def gradient_function(model: nn.Module, layers: list[Layer]):
 
 
 def _gradient_graph(model, layers, input_shape, dynamic_size: bool) -> onnx.ModelProto:
+    """The graph at the training size, or the conv-only one for any size, built for speed (see
+    the top of this module)."""
     n = 2
     state = [t.detach() for t in state_of(model).values()]
     channels = {layer.name: layer.channels for layer in layers}
@@ -144,8 +209,11 @@ def _gradient_graph(model, layers, input_shape, dynamic_size: bool) -> onnx.Mode
     example = (torch.rand(n, *input_shape),
                *[torch.randn(n, channels[t.removesuffix(PREACTIVATION)]) for t in targets],
                *[torch.randn(n) for _ in targets])
-    traced = make_fx(gradient_function(model, layers), tracing_mode="symbolic",
-                     decomposition_table=_BACKWARD_DECOMPOSITIONS)(state, *example)
+    function = gradient_function(model, layers,
+                                 objective=objective_by_terms if dynamic_size else objective)
+    decompositions = _ANY_SIZE_DECOMPOSITIONS if dynamic_size else _BACKWARD_DECOMPOSITIONS
+    traced = make_fx(function, tracing_mode="symbolic",
+                     decomposition_table=decompositions)(state, *example)
 
     class Traced(nn.Module):
         """The traced graph with the weights as buffers, so they become ONNX initializers."""
@@ -166,17 +234,18 @@ def _gradient_graph(model, layers, input_shape, dynamic_size: bool) -> onnx.Mode
     names = io_names(layers)["gradient"]
     # forward(image, *weights_and_energy): the varargs take one nested tuple of shapes
     dynamic = (image_dims, tuple({0: batch} for _ in names["inputs"][1:]))
-    return _export(Traced().eval(), example, names["inputs"], names["outputs"], dynamic)
+    return _export(Traced().eval(), example, names["inputs"], names["outputs"], dynamic,
+                   onnx_ops.TRANSLATIONS)
 
 
-def _export(module, args, inputs, outputs, dynamic_shapes) -> onnx.ModelProto:
+def _export(module, args, inputs, outputs, dynamic_shapes, translations=None) -> onnx.ModelProto:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
         program = torch.onnx.export(
             module, args, dynamo=True, opset_version=OPSET, input_names=inputs,
             output_names=outputs, dynamic_shapes=dynamic_shapes,
-            optimize=True, verbose=False)
+            custom_translation_table=translations, optimize=True, verbose=False)
     model = program.model_proto
     # The exporter's per-node debugging metadata names Python objects by address (torch's
     # sym_float, for one): without it, two exports of the same model are the same bytes.
@@ -185,17 +254,11 @@ def _export(module, args, inputs, outputs, dynamic_shapes) -> onnx.ModelProto:
     return model
 
 
-def _join_on_size(full: onnx.ModelProto, conv_only: onnx.ModelProto, size, names) -> onnx.ModelProto:
-    """One graph: `full` when the image has the training size, else `conv_only` (whose dense
-    weights are ignored; the manifest says which layers need the training size)."""
-    def branch(model: onnx.ModelProto, prefix: str) -> onnx.GraphProto:
-        graph = onnx.compose.add_prefix_graph(model.graph, prefix, rename_inputs=False)
-        del graph.input[:]   # the branch reads the outer graph's inputs by name
-        return graph
-
-    then_branch, else_branch = branch(full, "full/"), branch(conv_only, "conv/")
-    for graph in (then_branch, else_branch):
-        del graph.value_info[:]
+def _join_on_size(full: onnx.ModelProto, conv_only: onnx.ModelProto, conv_targets: list[str],
+                  size, names) -> onnx.ModelProto:
+    """One graph: `full` when the image has the training size (the manifest says which layers
+    need it), else `conv_only`, specialised by _by_first_weighed (the dense weights are ignored
+    there)."""
     nodes = [
         oh.make_node("Shape", ["image"], ["image_size"], start=2),
         oh.make_node("Constant", [], ["training_size"],
@@ -204,12 +267,13 @@ def _join_on_size(full: onnx.ModelProto, conv_only: onnx.ModelProto, size, names
         oh.make_node("Cast", ["size_matches"], ["size_matches_int"], to=onnx.TensorProto.INT64),
         oh.make_node("ReduceMin", ["size_matches_int"], ["all_match_int"], keepdims=0),
         oh.make_node("Cast", ["all_match_int"], ["at_training_size"], to=onnx.TensorProto.BOOL),
-        oh.make_node("If", ["at_training_size"], names["outputs"],
-                     then_branch=then_branch, else_branch=else_branch),
     ]
+    any_size, initializers = _by_first_weighed(conv_only, conv_targets)
+    nodes.append(oh.make_node("If", ["at_training_size"], names["outputs"],
+                              then_branch=_branch(full.graph, "full/"), else_branch=any_size))
     # the image input and the outputs take the conv-only graph's dynamic height and width
     inputs = [conv_only.graph.input[0], *full.graph.input[1:]]
-    graph = oh.make_graph(nodes, "gradient", inputs, list(conv_only.graph.output))
+    graph = oh.make_graph(nodes, "gradient", inputs, list(conv_only.graph.output), initializers)
     opsets = {o.domain: o.version for o in list(full.opset_import) + list(conv_only.opset_import)}
     joined = oh.make_model(graph, opset_imports=[oh.make_opsetid(d, v) for d, v in opsets.items()],
                            producer_name="cnn-lens")
@@ -218,13 +282,68 @@ def _join_on_size(full: onnx.ModelProto, conv_only: onnx.ModelProto, size, names
     return joined
 
 
+def _by_first_weighed(conv_only: onnx.ModelProto, conv_targets: list[str]):
+    """A branch graph that runs, for the first of `conv_targets` (in depth order) with a nonzero
+    weight or energy, `conv_only` specialised as if every target before it had none; and the
+    initializers its branches read from the outer graph (once for all of them)."""
+    shared = onnx.compose.add_prefix_graph(conv_only.graph, "conv/", rename_inputs=False,
+                                           rename_outputs=False)
+    choice = None
+    for i in reversed(range(len(conv_targets))):
+        zero = {f"{kind}.{t}" for kind in ("weights", "energy") for t in conv_targets[:i]}
+        prefix = f"from_{conv_targets[i]}/"
+        variant = onnx_passes.mask_before_unpool(onnx_passes.without(shared, zero))
+        del variant.initializer[:]
+        variant = _branch(variant, prefix, rename_initializers=False, rename_value_infos=False)
+        if choice is not None:
+            # decided inside the any-size branch: a step at the training size never asks
+            outputs = []
+            for output in conv_only.graph.output:
+                outputs.append(onnx.ValueInfoProto())
+                outputs[-1].CopyFrom(output)
+                outputs[-1].name = f"{prefix}choice/{output.name}"
+            variant = oh.make_graph(
+                _weighed(conv_targets[i], f"{prefix}choice/")
+                + [oh.make_node("If", [f"{prefix}choice/weighed"], [o.name for o in outputs],
+                                then_branch=variant, else_branch=choice)],
+                f"{prefix}choice", [], outputs)
+        choice = variant
+    return choice, list(shared.initializer)
+
+
+def _branch(graph: onnx.GraphProto, prefix: str, **rename) -> onnx.GraphProto:
+    """`graph` as a branch of an If: names prefixed, reading the outer graph's inputs by name."""
+    graph = onnx.compose.add_prefix_graph(graph, prefix, rename_inputs=False, **rename)
+    del graph.input[:]
+    del graph.value_info[:]
+    return graph
+
+
+def _weighed(target: str, prefix: str) -> list[onnx.NodeProto]:
+    """Nodes computing `<prefix>weighed`: whether any of the target's weights or energies is
+    nonzero (NaN counts as nonzero)."""
+    nodes = [oh.make_node("Constant", [], [f"{prefix}zero"],
+                          value=oh.make_tensor("zero", onnx.TensorProto.FLOAT, [], [0.0]))]
+    for kind in ("weights", "energy"):
+        name = f"{prefix}{kind}"
+        nodes += [oh.make_node("Equal", [f"{kind}.{target}", f"{prefix}zero"], [f"{name}_is_zero"]),
+                  oh.make_node("Not", [f"{name}_is_zero"], [f"{name}_nonzero"]),
+                  oh.make_node("Cast", [f"{name}_nonzero"], [f"{name}_nonzero_float"],
+                               to=onnx.TensorProto.FLOAT),
+                  oh.make_node("ReduceMax", [f"{name}_nonzero_float"], [f"{name}_any"], keepdims=0)]
+    return nodes + [
+        oh.make_node("Max", [f"{prefix}weights_any", f"{prefix}energy_any"], [f"{prefix}any"]),
+        oh.make_node("Cast", [f"{prefix}any"], [f"{prefix}weighed"], to=onnx.TensorProto.BOOL)]
+
+
 def _conv_input_grad(grad_output, input, weight, bias_sizes, stride, padding, dilation,
                      transposed, output_padding, groups, output_mask):
     """aten.convolution_backward has no ONNX translation; the input gradient of a convolution
     is a transposed convolution, padded where striding dropped rows and columns at the end.
     Gradients of weights and bias are never asked for."""
     grad = F.conv_transpose2d(grad_output, weight, None, stride, padding, 0, groups, dilation)
-    grad = F.pad(grad, (0, input.shape[3] - grad.shape[3], 0, input.shape[2] - grad.shape[2]))
+    if list(stride) != [1, 1]:   # with stride 1 the sizes match already, and a Pad is a copy
+        grad = F.pad(grad, (0, input.shape[3] - grad.shape[3], 0, input.shape[2] - grad.shape[2]))
     return grad, None, None
 
 
@@ -248,6 +367,41 @@ def _relu_input_grad(grad_output, output, threshold):
     return grad_output * (output > threshold).to(grad_output.dtype)
 
 
+def _conv_input_grad_as_conv(grad_output, input, weight, bias_sizes, stride, padding, dilation,
+                             transposed, output_padding, groups, output_mask):
+    """The input gradient of a stride-1 convolution as a convolution with the flipped,
+    transposed kernel, padded by (kernel - 1 - padding). onnxruntime runs it as one GEMM over
+    cache-sized blocks of its im2col, where a transposed convolution writes and then scatters a
+    column buffer of kernel x input size: 30.6 against 46.0 ms for conv2's 50 -> 25 channels at
+    512x512, 29.0 against 41.4 for 32 -> 32 (1 thread). With few output channels the GEMM has
+    too few rows to pay for the im2col: 21.4 against 9.0 ms for conv1's 25 -> 1, 16.5 against
+    10.7 for 32 -> 8; there the transposed convolution stays."""
+    kernel = weight.shape[2:]
+    if (transposed or groups != 1 or list(stride) != [1, 1] or list(dilation) != [1, 1]
+            or weight.shape[1] < 16 or any(p > k - 1 for p, k in zip(padding, kernel))):
+        return _conv_input_grad(grad_output, input, weight, bias_sizes, stride, padding,
+                                dilation, transposed, output_padding, groups, output_mask)
+    grad = F.conv2d(grad_output, weight.flip(2, 3).transpose(0, 1), None, 1,
+                    [k - 1 - p for p, k in zip(padding, kernel)])
+    return grad, None, None
+
+
+def _max_pool(x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    windows = onnx_ops.pool_windows(kernel_size, stride, padding, dilation, ceil_mode)
+    if windows is None:
+        return NotImplemented
+    return onnx_ops.max_pool2d(x, *windows)
+
+
+def _max_pool_input_grad(grad_output, x, kernel_size, stride, padding, dilation, ceil_mode,
+                         indices):
+    windows = onnx_ops.pool_windows(kernel_size, stride, padding, dilation, ceil_mode)
+    if windows is None:   # the indices are torch's: _max_pool left this pooling to aten
+        return _BACKWARD_DECOMPOSITIONS[torch.ops.aten.max_pool2d_with_indices_backward.default](
+            grad_output, x, kernel_size, stride, padding, dilation, ceil_mode, indices)
+    return onnx_ops.max_unpool2d(grad_output, indices, x, *windows)
+
+
 _BACKWARD_DECOMPOSITIONS = get_decompositions([
     torch.ops.aten.max_pool2d_with_indices_backward,
     torch.ops.aten.native_batch_norm_backward,
@@ -256,3 +410,8 @@ _BACKWARD_DECOMPOSITIONS = get_decompositions([
 _BACKWARD_DECOMPOSITIONS[torch.ops.aten.avg_pool2d_backward.default] = _avg_pool_input_grad
 _BACKWARD_DECOMPOSITIONS[torch.ops.aten.threshold_backward.default] = _relu_input_grad
 _BACKWARD_DECOMPOSITIONS[torch.ops.aten.convolution_backward.default] = _conv_input_grad
+
+_ANY_SIZE_DECOMPOSITIONS = dict(_BACKWARD_DECOMPOSITIONS)
+_ANY_SIZE_DECOMPOSITIONS[torch.ops.aten.convolution_backward.default] = _conv_input_grad_as_conv
+_ANY_SIZE_DECOMPOSITIONS[torch.ops.aten.max_pool2d_with_indices.default] = _max_pool
+_ANY_SIZE_DECOMPOSITIONS[torch.ops.aten.max_pool2d_with_indices_backward.default] = _max_pool_input_grad

@@ -1,5 +1,8 @@
 """The exported graphs against independent references: torch eager for model.onnx, torch
-autograd and central finite differences of model.onnx for gradient.onnx."""
+autograd and central finite differences of forward passes (model.onnx at the training size,
+torch in float64 at others) for gradient.onnx."""
+import copy
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -8,8 +11,8 @@ import torch
 from training import architectures
 from training.layers import capture, find_layers, state_of
 from lens.optvis.objectives import PREACTIVATION
-from training.onnx_export import (export_gradient, export_model, gradient_function, io_names,
-                                  objective_targets)
+from training.onnx_export import (depth_order, export_gradient, export_model, gradient_function,
+                                  io_names, objective_targets)
 
 NETS = {
     "lecture": (lambda: architectures.lecture(), (1, 28, 28)),
@@ -58,14 +61,14 @@ def test_model_onnx_matches_torch(exported, batch):
         assert np.abs(got[layer.name] - acts[layer.name].numpy()).max() <= 1e-5, layer.name
 
 
-def _feed(layers, batch, rng, only_conv=False) -> dict[str, np.ndarray]:
+def _feed(layers, batch, rng, only_conv=False, weighed=None) -> dict[str, np.ndarray]:
     """Random weights and energies for every target of gradient.onnx, by input name (zero on the
-    dense targets with `only_conv`)."""
+    dense targets with `only_conv`, zero on all but `weighed` if given)."""
     by_name = {layer.name: layer for layer in layers}
     feed = {}
     for target in objective_targets(layers):
         layer = by_name[target.removesuffix(PREACTIVATION)]
-        on = layer.kind == "conv" or not only_conv
+        on = (layer.kind == "conv" or not only_conv) and (weighed is None or target in weighed)
         feed[f"weights.{target}"] = rng.standard_normal((batch, layer.channels)).astype(np.float32) * on
         feed[f"energy.{target}"] = rng.standard_normal(batch).astype(np.float32) * on
     return feed
@@ -114,6 +117,80 @@ def test_gradient_onnx_takes_any_size_for_conv_objectives(exported, size):
     assert got[1].shape == images.shape
     for output, g, w in zip(names["outputs"], got, want):
         _assert_close(g, w.numpy(), f"{output} at {size}")
+
+
+def test_any_size_graph_matches_autograd_whichever_target_comes_first(exported):
+    """gradient.onnx specialises its any-size graph for the first target with a weight (in
+    depth order): each specialisation against autograd of the whole objective."""
+    _, model, layers, shape, sessions = exported
+    conv = [layer for layer in layers if layer.kind == "conv"]
+    order = depth_order(conv)
+    rng = np.random.default_rng(4)
+    images = rng.random((2, shape[0], 40, 36), dtype=np.float32)
+    for first in range(len(order)):
+        feed = _feed(layers, 2, rng, weighed=set(order[first:]))
+        got = sessions["gradient"].run(None, {"image": images, **feed})
+        want = _torch_gradient(model, conv, images, feed)
+        for output, g, w in zip(io_names(layers)["gradient"]["outputs"], got, want):
+            _assert_close(g, w.numpy(), f"{output} from {order[first]}")
+
+
+def test_any_size_graph_matches_finite_differences(exported):
+    """The any-size graph's image gradient, each specialisation, against central differences
+    of the documented objective computed in float64 by torch (model.onnx takes only the training
+    size)."""
+    _, model, layers, shape, sessions = exported
+    conv = [layer for layer in layers if layer.kind == "conv"]
+    model64 = copy.deepcopy(model).double()
+    order = depth_order(conv)
+    rng = np.random.default_rng(5)
+    images = rng.random((2, shape[0], 40, 36), dtype=np.float32)
+    eps, compared = 1e-4, 0
+    for first in range(len(order)):
+        feed = _feed(layers, 2, rng, weighed=set(order[first:]))
+        grad = sessions["gradient"].run(["grad.image"], {"image": images, **feed})[0]
+        f = lambda moved: _objective_in_float64(model64, conv, moved, feed)
+        central = lambda d, h: (f(images + h * d) - f(images - h * d)) / (2 * h)
+        for _ in range(4):
+            direction = np.zeros(images.shape)
+            for n in range(len(images)):
+                direction[n].flat[rng.integers(direction[n].size)] = 1
+            # With ReLU the objective is piecewise quadratic in the image (ReLU and max pooling
+            # switch the pieces), and a central difference within one piece is exact (with GELU
+            # it is within h^2): where halving the step changes it, a kink is near, and the
+            # pixel is skipped.
+            wide, narrow = central(direction, eps), central(direction, eps / 2)
+            smooth = np.abs(wide - narrow) <= 1e-6 * (1 + np.abs(wide))
+            analytic = (grad.astype(np.float64) * direction).reshape(len(images), -1).sum(1)
+            np.testing.assert_allclose(analytic[smooth], wide[smooth], rtol=1e-4,
+                                       atol=1e-5 * np.abs(grad).max())
+            compared += int(smooth.sum())
+    assert compared >= 4 * len(order), f"only {compared} partial derivatives were away from kinks"
+
+
+def _objective_in_float64(model64, conv, images, feed):
+    """The documented objective of the conv targets, from a float64 forward pass in torch."""
+    with torch.no_grad():
+        acts = capture(model64, conv, state_of(model64), torch.from_numpy(images),
+                       preactivations=True)
+    total = np.zeros(len(images))
+    for target, act in acts.items():
+        act = act.numpy()
+        total += ((act.mean((2, 3)) * feed[f"weights.{target}"]).sum(1)
+                  + feed[f"energy.{target}"] * (act ** 2).reshape(len(act), -1).mean(1))
+    return total
+
+
+def test_a_nan_weight_counts_as_weighed(exported):
+    """Specialisations skip targets whose weights are all zero; NaN is not zero."""
+    _, _, layers, shape, sessions = exported
+    conv = [layer for layer in layers if layer.kind == "conv"]
+    rng = np.random.default_rng(6)
+    feed = _feed(layers, 1, rng, weighed={depth_order(conv)[-1]})
+    feed[f"energy.{depth_order(conv)[0]}"][:] = np.nan
+    objective = sessions["gradient"].run(["objective"], {
+        "image": rng.random((1, shape[0], 40, 36), dtype=np.float32), **feed})[0]
+    assert np.isnan(objective).all()
 
 
 def _objective_from_forward_passes(model, session, layers, images, feed):
