@@ -1,4 +1,5 @@
 """python -m bench [--parts predict,batch,gradient,startup,workers,pictures] [--quick] [--out PATH]
+                  [--gradient-baseline PATH]
 
 Measures cnn-lens on loopback, prints the tables and the issue's targets, writes JSON (and a plot
 of /predict against concurrency beside it, if matplotlib is installed)."""
@@ -28,6 +29,8 @@ def main() -> None:
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated: {', '.join(PARTS)}")
     parser.add_argument("--quick", action="store_true", help="one short round of everything")
     parser.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
+    parser.add_argument("--gradient-baseline", type=Path,
+                        help="a gradient.onnx to time beside the bundle's in the gradient part")
     args = parser.parse_args()
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)
@@ -39,7 +42,8 @@ def main() -> None:
     runners = {
         "predict": lambda: predict_load.run(k["rounds"], k["seconds"]),
         "batch": lambda: batch.run(k["batch_rounds"]),
-        "gradient": lambda: {"steps": gradient.steps(k["grad_rounds"], k["grad_repeats"]),
+        "gradient": lambda: {"steps": gradient.steps(k["grad_rounds"], k["grad_repeats"],
+                                                     args.gradient_baseline),
                              "dream": gradient.dreams(k["dream_repeats"])},
         "startup": lambda: startup.run(k["starts"], k["requests"]),
         "workers": lambda: workers.run(k["rounds"], k["seconds"]),
@@ -54,6 +58,8 @@ def main() -> None:
     results["targets"] = targets
     print()
     print(tables(results, targets))
+    if "gradient" in results:
+        print(gradient.floor_table(results["gradient"]["steps"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.out}")
