@@ -39,8 +39,16 @@ def test_the_doc_shows_the_documented_workflow():
     for needle in ("docker compose up", "docker compose --profile train run --rm trainer",
                    "docker compose kill -s HUP api", "/admin/reload",
                    "kubectl apply -k deploy/kubernetes",
-                   "deploy/kserve/inferenceservice.yaml", "not measured yet"):
+                   "deploy/kserve/inferenceservice.yaml"):
         assert needle in text, needle
+
+
+def test_the_doc_sizes_replicas_from_a_measured_throughput():
+    text = DOC.read_text()
+    found = re.search(r"Throughput: one 2-core replica answered about ([\d,]+) .*?requests per second"
+                      r".*?\(benchmarks\.md\)", text, re.S)
+    assert found, "the Throughput paragraph must quote a figure from docs/benchmarks.md"
+    assert int(found.group(1).replace(",", "")) > 0
 
 
 def test_compose_commands_name_real_services_and_profiles(compose):
