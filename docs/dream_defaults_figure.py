@@ -1,5 +1,5 @@
 """Regenerate docs/dream_defaults.jpg and print the table in docs/benchmarks.md: the default Deep
-Dream of a 512x512 photo before (64 steps at full size) and after (4 octaves of 16 steps) the
+Dream of a 512x512 photo before (64 steps at full size) and after (4 octaves of 12 steps) the
 default changed, through the service itself, side by side in one run.
 
     .venv/bin/python docs/dream_defaults_figure.py
@@ -30,7 +30,7 @@ from service.settings import Settings  # noqa: E402
 
 BUNDLE = ROOT / "models" / "mnist-cnn"
 VARIANTS = {"before: 64 steps, 1 octave": "&octaves=1&steps=64",
-            "after (the default): 4 octaves x 16 steps": ""}
+            "after (the default): 4 octaves x 12 steps": ""}
 REPEATS = 3
 
 

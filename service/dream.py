@@ -37,13 +37,15 @@ PROGRESS_EVERY = 0.25
 _DEFAULTS = RenderSettings()
 _RENDER_FIELDS = ("step_size", "octave_scale", "jitter", "blur_sigma", "blur_every", "decay",
                   "seed", "time_budget")
-# Asked for neither octaves nor steps, a conv target dreams over OCTAVES scales (as Mordvintsev
-# et al.'s Deep Dream does), TOTAL_STEPS steps in all: the coarse octaves grow larger, bolder
-# patterns that follow the picture's shapes, and cost a fraction of full-size steps (a 512x512
-# photo: 0.48x the pixel-steps of one octave; docs/benchmarks.md shows both). Images too small
-# for it keep one octave.
+# Asked for neither octaves nor steps, a conv target dreams over OCTAVES scales of OCTAVE_STEPS
+# steps (as Mordvintsev et al.'s Deep Dream does): the coarse octaves grow larger, bolder patterns
+# that follow the picture's shapes, and cost a fraction of full-size steps (a 512x512 photo: 0.36x
+# the pixel-steps of one octave of TOTAL_STEPS, in under 4 s; docs/benchmarks.md shows both).
+# Images too small for it keep one octave. Given octaves but not steps, a dream takes TOTAL_STEPS
+# steps in all.
 TOTAL_STEPS = 64
 OCTAVES = 4
+OCTAVE_STEPS = 12
 OCTAVES_FROM_SIDE = 128
 TARGETS_HELP = ("comma-separated terms, each optionally weighted with *w: a layer (Deep Dream: "
                 "its mean squared activation), layer:k (filter or unit k), class:k (the logit "
@@ -67,8 +69,9 @@ def parameters(served: Served) -> list[Param]:
         Param("preprocess", str, "none", "none: dream on the image as it is, at its size; "
               "digit: MNIST-style 28x28 first (needed for dense and class targets)",
               choices=("none", "digit")),
-        Param("steps", int, None, f"gradient steps per octave (default: {TOTAL_STEPS} over all "
-              f"octaves, e.g. {TOTAL_STEPS // OCTAVES} with {OCTAVES})", 1, limits.max_dream_steps),
+        Param("steps", int, None, f"gradient steps per octave (default: {OCTAVE_STEPS} in the "
+              f"default {OCTAVES} octaves, else {TOTAL_STEPS} over all octaves)", 1,
+              limits.max_dream_steps),
         Param("step_size", float, _DEFAULTS.step_size, "pixel change per step, relative to the "
               "normalised gradient", 1e-4, 1.0),
         Param("octaves", int, None, "image scales, coarse to fine (conv targets only; default: "
@@ -207,9 +210,13 @@ def _with_default_octaves(served: Served, settings: RenderSettings, objective: O
     if octaves is None:
         multiscale = (steps is None and not served.graph.fixed_size_layers([objective])
                       and min(size) >= OCTAVES_FROM_SIDE)
-        octaves = min(OCTAVES, served.settings.max_dream_octaves) if multiscale else 1
+        if multiscale:
+            octaves, steps = min(OCTAVES, served.settings.max_dream_octaves), OCTAVE_STEPS
+        else:
+            octaves = 1
     if steps is None:
-        steps = max(1, min(TOTAL_STEPS // octaves, served.settings.max_dream_steps))
+        steps = TOTAL_STEPS // octaves
+    steps = max(1, min(steps, served.settings.max_dream_steps))
     return replace(settings, octaves=octaves, steps=steps)
 
 

@@ -60,9 +60,9 @@ class Settings:
     dream_time_budget: float = 20.0
     # Pixel-steps of one /dream: the sum over octaves of steps x that octave's pixels, plus the
     # two full-size runs that measure the objective (lens.optvis.render.work). One pixel-step
-    # costs about 0.5 us of one idle core here (the default dream of a 512x512 photo, 17.3 M
-    # pixel-steps, takes 8.4 s: docs/benchmarks.md), so the limit is about 12 s, inside the 20 s
-    # time budget with room for a loaded machine. The default 64 steps fit up to 600x600; on a
+    # costs at most about 0.7 us of one core here (64 steps of a 512x512 photo at full size,
+    # 17.3 M pixel-steps, took 11.6 s on a busy day: docs/benchmarks.md), so the limit is at most
+    # about 17 s, inside the 20 s time budget. One octave of 64 steps fits up to 600x600; on a
     # 1024x1024 image 20 steps do.
     max_dream_work: int = 24_000_000
     # SmoothGrad samples and Integrated Gradients steps of one /explain: each is one gradient run

@@ -167,9 +167,9 @@ def _octaves_and_steps(api, query: str, png: bytes) -> tuple[int, int]:
     return first["octaves"], first["total_steps"] // first["octaves"]
 
 
-def test_the_default_dream_of_a_picture_has_four_octaves_of_sixteen_steps(api):
+def test_the_default_dream_of_a_picture_has_four_octaves_of_twelve_steps(api):
     photo = imagefiles.encode(Image.new("RGB", (200, 160), (30, 120, 200)))
-    assert _octaves_and_steps(api, "targets=conv2", photo) == (4, 16)
+    assert _octaves_and_steps(api, "targets=conv2", photo) == (4, 12)
     # Whoever chooses the steps or the octaves gets what they chose, and one octave by default.
     assert _octaves_and_steps(api, "targets=conv2&steps=12", photo) == (1, 12)
     assert _octaves_and_steps(api, "targets=conv2&octaves=2", photo) == (2, 32)
