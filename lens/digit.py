@@ -24,6 +24,8 @@ An image with no strokes at all comes out black.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image, ImageFilter
 
@@ -38,34 +40,49 @@ def normalise(grey: np.ndarray, height: int, width: int, foreground: str = "ligh
               deskew: bool = False) -> np.ndarray:
     """An H x W float32 image in [0, 1] from a 2-D greyscale one in [0, 1] (steps above)."""
     grey = np.asarray(grey, np.float32)
-    if _median(_border(grey)) > 0.5:                                  # step 1
+    background, sides = _edges(grey)
+    if background > 0.5:                                             # step 1
         grey = 1 - grey
-    if _uneven(grey):                                                # step 2
+        background, sides = _edges(grey)
+    if max(sides) - min(sides) > UNEVEN:                             # step 2
         grey = np.clip(grey - _background(grey), 0, 1)
-    background = _median(_border(grey))
+        background = _median(_border(grey))
     peak = float(grey.max())
     if peak - background < 1e-3:
         return np.zeros((height, width), np.float32)
-    grey = np.clip((grey - background) / (peak - background), 0, 1)
-    crop = _crop(grey)                                               # step 3
-    if crop is None:
+    grey = grey - background
+    grey /= peak - background
+    grey = grey.clip(0, 1, out=grey)
+    bounds = _bounds(grey)                                           # step 3
+    if bounds is None:
         return np.zeros((height, width), np.float32)
-    if deskew:                                                       # step 4
-        crop = _crop(_unslant(crop)) if crop.shape[0] > 1 else crop
-        if crop is None:
+    top, bottom, left, right = bounds
+    crop = grey[top:bottom, left:right]
+    if deskew and crop.shape[0] > 1:                                 # step 4
+        sheared = _unslant(crop)
+        bounds = _bounds(_array(sheared))
+        if bounds is None:
             return np.zeros((height, width), np.float32)
+        top, bottom, left, right = bounds
+        crop = sheared.crop((left, top, right, bottom))
+    else:
+        crop = _image(crop)
     box = max(1, round(min(height, width) * BOX_FRACTION))           # step 5
-    scale = box / max(crop.shape)
-    fitted = resize(crop, max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale)),
-                    Image.Resampling.LANCZOS)
-    out = _paste_centred(np.clip(fitted, 0, 1), height, width)       # step 6
+    scale = box / max(crop.size)
+    # (an image already of the fitted size is copied as it is, as resize() does)
+    fitted = _array(crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
+                                Image.Resampling.LANCZOS))
+    out = _paste_centred(fitted.clip(0, 1), height, width)           # step 6
     return 1 - out if foreground == "dark" else out
 
 
 def slant(grey: np.ndarray) -> float:
     """Horizontal shift per row down the image of the strokes' principal axis (mu11 / mu02):
     positive for a digit leaning left (its foot right of its head)."""
-    total = float(grey.sum())
+    return _slant(grey, float(grey.sum()))
+
+
+def _slant(grey: np.ndarray, total: float) -> float:
     if total <= 0:
         return 0.0
     rows = np.arange(grey.shape[0], dtype=np.float64)
@@ -82,70 +99,88 @@ def resize(plane: np.ndarray, height: int, width: int,
            method: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
     if plane.shape == (height, width):
         return plane.astype(np.float32)
-    image = Image.fromarray(np.asarray(plane, np.float32), mode="F")
-    return np.asarray(image.resize((width, height), method), np.float32)
+    return _array(_image(plane).resize((width, height), method))
 
 
-def _crop(grey: np.ndarray) -> np.ndarray | None:
-    rows = np.flatnonzero((grey > STROKE).any(axis=1))
-    cols = np.flatnonzero((grey > STROKE).any(axis=0))
+def _image(plane: np.ndarray) -> Image.Image:
+    """A float32 plane as a mode "F" image: what Image.fromarray makes, for half its overhead."""
+    return Image.frombytes("F", (plane.shape[1], plane.shape[0]),
+                           np.asarray(plane, np.float32).tobytes())
+
+
+def _array(image: Image.Image) -> np.ndarray:
+    """A mode "F" image as a (read-only) float32 plane: what np.asarray makes, likewise."""
+    return np.frombuffer(image.tobytes(), np.float32).reshape(image.height, image.width)
+
+
+def _bounds(grey: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Top, bottom, left, right (bottom and right exclusive) of the pixels above STROKE."""
+    strokes = grey > STROKE
+    rows = strokes.any(axis=1).nonzero()[0]
     if rows.size == 0:
         return None
-    return grey[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    cols = strokes.any(axis=0).nonzero()[0]
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def _uneven(grey: np.ndarray) -> bool:
-    """Is the paper lit unevenly? Each side's median brightness, so that a stroke running off one
-    side (a tightly cropped digit) does not count as a shadow."""
-    width = max(1, min(grey.shape) // 20)
-    sides = [_median(side.ravel()) for side in (grey[:width], grey[-width:], grey[:, :width],
-                                                 grey[:, -width:])]
-    return max(sides) - min(sides) > UNEVEN
+def _edges(grey: np.ndarray) -> tuple[float, list[float]]:
+    """The median brightness of the border (_border's strips) and of each side, from one sort
+    of each strip and one of their union (np.median's values, at a fraction of its overhead).
+    The sides tell whether the paper is lit unevenly: each side's median, so that a stroke
+    running off one side (a tightly cropped digit) does not count as a shadow."""
+    strips = [np.sort(strip) for strip in _strips(grey)]
+    return _middle(np.sort(np.concatenate(strips))), [_middle(strip) for strip in strips]
 
 
 def _background(grey: np.ndarray) -> np.ndarray:
     """The dark background under light strokes, per pixel: on a copy COARSE pixels long, strokes
     are a pixel or two wide, so a 3x3 minimum removes them and a 3x3 maximum restores the
     background's extent; brought back to full size, smoothly."""
-    image = Image.fromarray(grey, mode="F")
+    image = _image(grey)
     scale = COARSE / max(grey.shape)
     coarse = image.resize((max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
                           Image.Resampling.BOX)
     opened = coarse.filter(ImageFilter.MinFilter(3)).filter(ImageFilter.MaxFilter(3))
-    return np.asarray(opened.resize((grey.shape[1], grey.shape[0]), Image.Resampling.BILINEAR),
-                      np.float32)
+    return _array(opened.resize((grey.shape[1], grey.shape[0]), Image.Resampling.BILINEAR))
 
 
-def _unslant(grey: np.ndarray) -> np.ndarray:
+def _unslant(grey: np.ndarray) -> Image.Image:
     """`grey` sheared row by row about its centre of mass so that its slant becomes 0, on a
     canvas wide enough to keep every stroke."""
-    shear = float(np.clip(slant(grey), -MAX_SLANT, MAX_SLANT))
+    total = float(grey.sum())
+    shear = min(max(_slant(grey, total), -MAX_SLANT), MAX_SLANT)
     height, width = grey.shape
-    centre_y = float(grey.sum(axis=1) @ np.arange(height)) / float(grey.sum())
+    centre_y = float(grey.sum(axis=1) @ np.arange(height)) / total
     # output x = input x - shear * (y - centre_y) + pad; pad keeps the leftmost row's x >= 0
     pad = max(shear * (0 - centre_y), shear * (height - 1 - centre_y), 0.0)
-    out_width = width + int(np.ceil(abs(shear) * (height - 1))) + 1
-    image = Image.fromarray(grey, mode="F")
+    out_width = width + math.ceil(abs(shear) * (height - 1)) + 1
     # PIL's affine maps each output pixel (x, y) to the input pixel it samples
-    sheared = image.transform((out_width, height), Image.Transform.AFFINE,
-                              (1, shear, -shear * centre_y - pad, 0, 1, 0),
-                              resample=Image.Resampling.BILINEAR)
-    return np.asarray(sheared, np.float32)
+    return _image(grey).transform((out_width, height), Image.Transform.AFFINE,
+                                  (1, shear, -shear * centre_y - pad, 0, 1, 0),
+                                  resample=Image.Resampling.BILINEAR)
+
+
+def _strips(grey: np.ndarray) -> list[np.ndarray]:
+    """The top, bottom, left and right strips of the border, a twentieth of the short side."""
+    width = max(1, min(grey.shape) // 20)
+    return [grey[:width].ravel(), grey[-width:].ravel(), grey[:, :width].ravel(),
+            grey[:, -width:].ravel()]
 
 
 def _border(grey: np.ndarray) -> np.ndarray:
-    width = max(1, min(grey.shape) // 20)
-    return np.concatenate([grey[:width].ravel(), grey[-width:].ravel(),
-                           grey[:, :width].ravel(), grey[:, -width:].ravel()])
+    return np.concatenate(_strips(grey))
 
 
 def _median(values: np.ndarray) -> float:
-    """np.median's value, without its generic machinery (a tenth of the time on a border)."""
-    middle = len(values) // 2
-    if len(values) % 2:
-        return float(np.partition(values, middle)[middle])
-    low, high = np.partition(values, [middle - 1, middle])[middle - 1:middle + 1]
-    return (float(low) + float(high)) / 2
+    return _middle(np.sort(values))
+
+
+def _middle(ordered: np.ndarray) -> float:
+    """The median of sorted values, as np.median gives it."""
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[middle])
+    return (float(ordered[middle - 1]) + float(ordered[middle])) / 2
 
 
 def _paste_centred(patch: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -156,8 +191,8 @@ def _paste_centred(patch: np.ndarray, height: int, width: int) -> np.ndarray:
     else:
         centre_y, centre_x = (patch.shape[0] - 1) / 2, (patch.shape[1] - 1) / 2
     # Top-left corner that puts the centre of mass on the image centre, kept inside the image.
-    top = int(np.clip(round((height - 1) / 2 - centre_y), 0, height - patch.shape[0]))
-    left = int(np.clip(round((width - 1) / 2 - centre_x), 0, width - patch.shape[1]))
+    top = min(max(round((height - 1) / 2 - centre_y), 0), height - patch.shape[0])
+    left = min(max(round((width - 1) / 2 - centre_x), 0), width - patch.shape[1])
     out = np.zeros((height, width), np.float32)
     out[top:top + patch.shape[0], left:left + patch.shape[1]] = patch
     return out
