@@ -12,6 +12,12 @@ application then reads the body in its thread under a fresh deadline of the same
 that trickles its body holds one thread for at most that long; then the body reads as ended, and
 the application answers the truncated request as the bad input it is (a 4xx).
 
+Connections are spread over the workers: a worker takes a new connection at once only while it
+holds fewer connections than it has threads; otherwise it leaves the connection to the others for
+ACCEPT_YIELD seconds, and takes it itself if none has. gthread lets whichever worker wakes first
+accept, and the first one often takes most of a burst: a client pool of 8 kept-alive connections
+then runs mostly on one worker, and one core, for as long as it lives (docs/benchmarks.md).
+
 SIGHUP (which gunicorn.conf.py makes the master forward to every worker) reloads the worker's
 models in a thread, so that requests go on meanwhile. gunicorn resets SIGHUP to its default,
 terminate, before the app is loaded; the handler is set from then on, and a SIGHUP that arrives
@@ -43,6 +49,9 @@ _END_OF_HEADERS = b"\r\n\r\n"
 # limit errors (limit_request_line, limit_request_fields): nothing is gained by buffering more.
 _MAX_HEAD = 64 * 1024
 _CHUNK = 64 * 1024
+# Longer than a busy worker's main loop may wait for the GIL (sys.getswitchinterval(), 5 ms) before
+# it can accept; short beside a request's queueing when every worker is full.
+ACCEPT_YIELD = 0.02
 
 
 class ThreadWorker(gthread.ThreadWorker):
@@ -55,6 +64,7 @@ class ThreadWorker(gthread.ThreadWorker):
         self.client_timeout = Settings.from_env().client_timeout
         self.registry = None
         self.reload_pending = False
+        self.accept_paused_until = -math.inf   # time.monotonic(): others may accept until then
         super().init_process()
 
     def init_signals(self):
@@ -79,6 +89,29 @@ class ThreadWorker(gthread.ThreadWorker):
     def _reload(self):
         self.reload_pending = False
         threading.Thread(target=self.registry.reload, daemon=True).start()
+
+    def accept(self, listener):
+        now = time.monotonic()
+        # A connection still waiting just after a pause was left by the others: take it.
+        if self.nr_conns >= self.cfg.threads and now > self.accept_paused_until + ACCEPT_YIELD:
+            self.accept_paused_until = now + ACCEPT_YIELD
+            self.set_accept_enabled(False)
+            return
+        super().accept(listener)
+
+    def set_accept_enabled(self, enabled):
+        """gthread's loop enables accepting whenever it may; a pause holds until it ends or a
+        thread of this worker frees up."""
+        if enabled and self.nr_conns >= self.cfg.threads and \
+                time.monotonic() < self.accept_paused_until:
+            return
+        super().set_accept_enabled(enabled)
+
+    def wait_for_and_dispatch_events(self, timeout):
+        pause = self.accept_paused_until - time.monotonic()
+        if not self._accepting and pause > 0:   # wake up when the pause ends
+            timeout = min(timeout, pause)
+        super().wait_for_and_dispatch_events(timeout)
 
     def handle(self, conn):
         """Runs in a thread each time the connection is readable: take what has arrived, and
