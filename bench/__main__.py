@@ -1,5 +1,5 @@
 """python -m bench [--parts predict,batch,gradient,startup,workers,pictures] [--quick] [--out PATH]
-                  [--gradient-baseline PATH]
+                  [--gradient-baseline PATH] [--before PATH]
 
 Measures cnn-lens on loopback, prints the tables and the issue's targets, writes JSON (and a plot
 of /predict against concurrency beside it, if matplotlib is installed)."""
@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/latest.json"))
     parser.add_argument("--gradient-baseline", type=Path,
                         help="a gradient.onnx to time beside the bundle's in the gradient part")
+    parser.add_argument("--before", type=Path,
+                        help="a checkout of an earlier commit whose server joins the /predict rounds")
     args = parser.parse_args()
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)
@@ -40,7 +42,7 @@ def main() -> None:
     results = {"when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(), "quick": args.quick, "load_average": {}}
     runners = {
-        "predict": lambda: predict_load.run(k["rounds"], k["seconds"]),
+        "predict": lambda: predict_load.run(k["rounds"], k["seconds"], args.before),
         "batch": lambda: batch.run(k["batch_rounds"]),
         "gradient": lambda: {"steps": gradient.steps(k["grad_rounds"], k["grad_repeats"],
                                                      args.gradient_baseline),

@@ -9,11 +9,12 @@ SCRIPT = Path(__file__).with_name("post_file.lua")
 
 
 def wrk(url: str, file: Path, connections: int, seconds: float,
-        stop_after: int | None = None) -> dict:
-    """One wrk thread (the machine's cores are for the server), `connections` connections."""
+        stop_after: int | None = None, body: str = "multipart") -> dict:
+    """One wrk thread (the machine's cores are for the server), `connections` connections kept
+    alive; `body`: "multipart" (a new boundary per request) or "raw" (the file is the body)."""
     assert url.startswith("http://127.0.0.1:"), "loopback only"
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "30s",
-            "-s", str(SCRIPT), url, "--", str(file)] + ([str(stop_after)] if stop_after else [])
+            "-s", str(SCRIPT), url, "--", str(file), body] + ([str(stop_after)] if stop_after else [])
     for attempt in (1, 2):   # wrk rarely exits 1 mid-run on a busy machine; retry once
         done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
         if done.returncode == 0 and "WRK_JSON " in done.stdout:

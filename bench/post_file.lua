@@ -1,8 +1,11 @@
--- wrk script: POST one file as multipart `file` (argv: path [stop_after_n_requests]), and print a
--- JSON summary line (requests, errors, latency percentiles in microseconds) when done.
--- Every request gets its own boundary, as curl, browsers and python-requests send: a parser that
--- does per-boundary work (werkzeug compiles two regular expressions) pays for it here too.
+-- wrk script: POST one file (argv: path, body, [stop_after_n_requests]) and print a JSON summary
+-- line (requests, errors, latency percentiles in microseconds) when done. body is "multipart"
+-- (the file as part `file`) or "raw" (the file is the body, as image/png).
+-- Every multipart request gets its own boundary, as curl, browsers and python-requests send: a
+-- parser that does per-boundary work (werkzeug compiles two regular expressions) pays for it here
+-- too.
 local data = nil
+local raw = nil
 local stop_after = nil
 local count = 0
 local sent = 0
@@ -11,10 +14,15 @@ function init(args)
   local f = assert(io.open(args[1], "rb"))
   data = f:read("*a")
   f:close()
-  if args[2] then stop_after = tonumber(args[2]) end
+  assert(args[2] == "multipart" or args[2] == "raw", "body: multipart or raw")
+  if args[2] == "raw" then
+    raw = wrk.format("POST", nil, {["Content-Type"] = "image/png"}, data)
+  end
+  if args[3] then stop_after = tonumber(args[3]) end
 end
 
 function request()
+  if raw then return raw end
   sent = sent + 1
   local boundary = string.format("cnnlens%08x%08x", math.random(0, 0x7fffffff), sent)
   local body = "--" .. boundary .. "\r\n" ..

@@ -1,6 +1,12 @@
-"""Part 1: /predict under load, cnn-lens next to the HTTP ceiling and the naive torch baseline,
-interleaved (every round runs each concurrency on each server in turn)."""
+"""Part 1: /predict under load, cnn-lens next to the lean reference server (bench/lean_app.py),
+the HTTP ceiling and the naive torch baseline, interleaved (every round runs each concurrency on
+each series in turn). cnn-lens and the lean server are loaded with both bodies: the PNG as a
+multipart upload (a new boundary per request) and as the raw body. With `before` (a checkout of an
+earlier commit: python -m bench --before PATH), cnn-lens as it was there joins the rounds too.
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 from bench import servers
 from bench.load import wrk
@@ -8,32 +14,44 @@ from bench.stats import summary
 from bench.servers import ROOT
 
 IMAGE = ROOT / "examples" / "mnist-7.png"
-KINDS = ("cnn-lens", "ceiling", "naive")
+SERIES = {   # name -> (server kind, body)
+    "cnn-lens": ("cnn-lens", "multipart"),
+    "cnn-lens raw": ("cnn-lens", "raw"),
+    "lean": ("lean", "multipart"),
+    "lean raw": ("lean", "raw"),
+    "ceiling": ("ceiling", "multipart"),
+    "naive": ("naive", "multipart"),
+}
 CONCURRENCY = (1, 8, 64)
 
 
-def run(rounds: int, seconds: float) -> dict:
-    started = {kind: servers.start(kind) for kind in KINDS}
+def run(rounds: int, seconds: float, before: Path | None = None) -> dict:
+    series = dict(SERIES)
+    started = {kind: servers.start(kind) for kind in dict.fromkeys(k for k, _ in SERIES.values())}
+    if before:
+        started["cnn-lens before"] = servers.start("cnn-lens", root=before)
+        series |= {"cnn-lens before": ("cnn-lens before", "multipart"),
+                   "cnn-lens before raw": ("cnn-lens before", "raw")}
     try:
         for server in started.values():   # warm up every worker and connection path
             wrk(server.base + "/predict", IMAGE, 8, 1)
-        samples = {kind: {c: [] for c in CONCURRENCY} for kind in KINDS}
+        samples = {name: {c: [] for c in CONCURRENCY} for name in series}
         for round_ in range(rounds):
             for c in CONCURRENCY:
-                for kind in KINDS:
-                    result = wrk(started[kind].base + "/predict", IMAGE, c, seconds)
+                for name, (kind, body) in series.items():
+                    result = wrk(started[kind].base + "/predict", IMAGE, c, seconds, body=body)
                     if result["errors"] or result["non_2xx"]:
-                        raise RuntimeError(f"{kind} c{c}: {result}")
-                    samples[kind][c].append(result)
-                    print(f"  round {round_ + 1} c{c:<3} {kind:9} {result['rps']:8.0f} req/s  "
+                        raise RuntimeError(f"{name} c{c}: {result}")
+                    samples[name][c].append(result)
+                    print(f"  round {round_ + 1} c{c:<3} {name:12} {result['rps']:8.0f} req/s  "
                           f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms",
                           flush=True)
         rss = {kind: server.worker_rss_mb() for kind, server in started.items()}
     finally:
         for server in started.values():
             server.stop()
-    table = {kind: {str(c): {metric: summary([s[metric] for s in samples[kind][c]])
+    table = {name: {str(c): {metric: summary([s[metric] for s in samples[name][c]])
                              for metric in ("rps", "p50_ms", "p99_ms")}
-                    for c in CONCURRENCY} for kind in KINDS}
+                    for c in CONCURRENCY} for name in series}
     return {"rounds": rounds, "seconds_per_run": seconds, "image": str(IMAGE.relative_to(ROOT)),
-            "table": table, "worker_rss_mb_after": rss}
+            "before": str(before) if before else None, "table": table, "worker_rss_mb_after": rss}

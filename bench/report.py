@@ -9,7 +9,8 @@ def _range(s: dict, fmt: str) -> str:
 def tables(results: dict, targets: list[dict]) -> str:
     out = []
     if "predict" in results:
-        out += ["### /predict under load (one PNG, multipart; median (min–max) over rounds)", "",
+        out += ["### /predict under load (one PNG as a multipart upload, or as the body in the raw rows; "
+                "median (min–max) over rounds)", "",
                 "| server | concurrency | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|"]
         for kind, by_c in results["predict"]["table"].items():
             for c, m in by_c.items():

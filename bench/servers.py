@@ -17,6 +17,7 @@ CONFIGS = {   # kind -> (gunicorn config, extra environment)
     "cnn-lens": ("gunicorn.conf.py", {}),
     "ceiling": ("bench/gunicorn_bench.conf.py", {"BENCH_WSGI_APP": "bench.ceiling_app:app"}),
     "naive": ("bench/gunicorn_bench.conf.py", {"BENCH_WSGI_APP": "bench.naive_app:app"}),
+    "lean": ("bench/gunicorn_bench.conf.py", {"BENCH_WSGI_APP": "bench.lean_app:app"}),
 }
 LOG_DIR = Path(tempfile.mkdtemp(prefix="cnnlens-bench-"))
 
@@ -55,16 +56,17 @@ class Server:
             self.process.wait()
 
 
-def start(kind: str, **settings) -> Server:
-    """`settings`: CNNLENS_* overrides, e.g. start("cnn-lens", MAX_BATCH=256)."""
+def start(kind: str, root: Path = ROOT, **settings) -> Server:
+    """`settings`: CNNLENS_* overrides, e.g. start("cnn-lens", MAX_BATCH=256). `root`: the
+    checkout to serve from (another commit's worktree, to compare before and after)."""
     config, extra = CONFIGS[kind]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CNNLENS_")}
     env |= extra | {f"CNNLENS_{k.upper()}": str(v) for k, v in settings.items()}
-    env |= {"CNNLENS_BIND": f"127.0.0.1:{port}", "PYTHONPATH": str(ROOT)}
+    env |= {"CNNLENS_BIND": f"127.0.0.1:{port}", "PYTHONPATH": str(root)}
     log = open(LOG_DIR / f"{kind}-{port}.log", "wb")
     began = time.perf_counter()
-    process = subprocess.Popen([GUNICORN, "-c", config], cwd=ROOT, env=env, stdout=log,
+    process = subprocess.Popen([GUNICORN, "-c", config], cwd=root, env=env, stdout=log,
                                stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = began + 60

@@ -1,4 +1,4 @@
-"""The issue's targets (#6), as ratios from one run's medians."""
+"""The issues' targets (#6, #14), as ratios from one run's medians."""
 from __future__ import annotations
 
 
@@ -16,6 +16,15 @@ def check(results: dict) -> list[dict]:
         target("/predict c64 throughput / HTTP ceiling", med("cnn-lens", 64, "rps") / med("ceiling", 64, "rps"), 0.6, False)
         target("/predict c64 throughput / naive torch", med("cnn-lens", 64, "rps") / med("naive", 64, "rps"), 3, False)
         target("/predict c8 p99 / ceiling p99", med("cnn-lens", 8, "p99_ms") / med("ceiling", 8, "p99_ms"), 2, True)
+        for body in ("", " raw"):
+            ours, lean = f"cnn-lens{body}", f"lean{body}"
+            target(f"/predict c64 throughput / lean server{body}",
+                   med(ours, 64, "rps") / med(lean, 64, "rps"), 0.8, False)
+            target(f"/predict c64 p99 / lean server p99{body}",
+                   med(ours, 64, "p99_ms") / med(lean, 64, "p99_ms"), 1.5, True)
+            c8 = t[ours]["8"]["rps"]
+            target(f"/predict c8 keep-alive, slowest round / median{body}",
+                   c8["min"] / c8["median"], 0.8, False)
     if "batch" in results:
         b = results["batch"]["images_per_s"]
         ceiling = b["session_run_in_process"]["median"]
@@ -29,6 +38,14 @@ def check(results: dict) -> list[dict]:
                    ms["onnx_1t"]["median"] / ms["torch_1t"]["median"], bound, True)
         target("default /dream on a 28x28 digit (client-side ms)",
                results["gradient"]["dream"]["digit_28x28_png"]["ms"]["median"], 100, True, " ms")
+        for threads in (1, 2):
+            step = g["512"]["ms"][f"onnx_{threads}t"]["median"]
+            target(f"gradient step 512x512 onnx {threads}t / its floor",
+                   step / g["512"]["floor"][f"{threads}t"]["ms"], 2, True)
+            target(f"gradient step 512x512 onnx {threads}t / torch {threads}t",
+                   step / g["512"]["ms"][f"torch_{threads}t"]["median"], 0.5, True)
+        target("default /dream on a 512x512 photo (client-side s)",
+               results["gradient"]["dream"]["photo_512x512_jpeg"]["ms"]["median"] / 1000, 4, True, " s")
     if "startup" in results:
         s = results["startup"]
         target("cold start (s)", s["cold_start_s"]["median"], 1.5, True, " s")
