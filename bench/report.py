@@ -55,7 +55,7 @@ def tables(results: dict, targets: list[dict]) -> str:
     if "pictures" in results:
         out += _pictures(results["pictures"])
     if targets:
-        out += ["### Targets (issue #6)", "", "| target | measured | bound | met |", "|---|---|---|---|"]
+        out += ["### Targets (issues #6 and #14)", "", "| target | measured | bound | met |", "|---|---|---|---|"]
         for t in targets:
             unit = "×" if t["unit"] == "×" else t["unit"]
             out.append(f"| {t['target']} | {t['value']:.2f}{unit} | {t['bound']} | "
