@@ -14,9 +14,10 @@ the application answers the truncated request as the bad input it is (a 4xx).
 
 Connections are spread over the workers: a worker takes a new connection at once only while it
 holds fewer connections than it has threads; otherwise it leaves the connection to the others for
-ACCEPT_YIELD seconds, and takes it itself if none has. gthread lets whichever worker wakes first
-accept, and the first one often takes most of a burst: a client pool of 8 kept-alive connections
-then runs mostly on one worker, and one core, for as long as it lives (docs/benchmarks.md).
+ACCEPT_YIELD seconds, and then takes at most as many as it has threads before it yields again.
+gthread lets whichever worker wakes first accept, and the first one often takes most of a burst:
+a client pool of 8 kept-alive connections then runs mostly on one worker, and one core, for as
+long as it lives (docs/benchmarks.md).
 
 SIGHUP (which gunicorn.conf.py makes the master forward to every worker) reloads the worker's
 models in a thread, so that requests go on meanwhile. gunicorn resets SIGHUP to its default,
@@ -65,6 +66,7 @@ class ThreadWorker(gthread.ThreadWorker):
         self.registry = None
         self.reload_pending = False
         self.accept_paused_until = -math.inf   # time.monotonic(): others may accept until then
+        self.taken_after_pause = 0
         super().init_process()
 
     def init_signals(self):
@@ -91,12 +93,16 @@ class ThreadWorker(gthread.ThreadWorker):
         threading.Thread(target=self.registry.reload, daemon=True).start()
 
     def accept(self, listener):
-        now = time.monotonic()
-        # A connection still waiting just after a pause was left by the others: take it.
-        if self.nr_conns >= self.cfg.threads and now > self.accept_paused_until + ACCEPT_YIELD:
-            self.accept_paused_until = now + ACCEPT_YIELD
-            self.set_accept_enabled(False)
-            return
+        if self.nr_conns >= self.cfg.threads:
+            now = time.monotonic()
+            # Connections still waiting just after a pause were left by the others: take some.
+            if now > self.accept_paused_until + ACCEPT_YIELD or \
+                    self.taken_after_pause >= self.cfg.threads:
+                self.accept_paused_until = now + ACCEPT_YIELD
+                self.taken_after_pause = 0
+                self.set_accept_enabled(False)
+                return
+            self.taken_after_pause += 1
         super().accept(listener)
 
     def set_accept_enabled(self, enabled):
