@@ -1,6 +1,9 @@
-"""Where the time goes: python -m bench.profile [predict|batch|gradient] (in-process, no server).
+"""Where the time goes: python -m bench.profile [predict|lean|batch|gradient] (in-process, no server).
 
 predict   cProfile of 1000 single-image POST /predict through Flask's test client
+lean      microseconds per POST /predict through Flask's test client, cnn-lens beside the lean
+          server (bench/lean_app.py), raw and multipart bodies, interleaved: the work per request
+          that bounds both under load, without HTTP
 batch     cProfile of 10 POST /predict with 256 multipart PNGs
 gradient  onnxruntime's own profile of gradient.onnx at 512x512 (conv2 Deep Dream), by op type
 """
@@ -45,6 +48,38 @@ def predict() -> None:
     _profile(lambda: client.post("/predict", data={"file": (io.BytesIO(png), "7.png")}), 1000)
 
 
+def lean(rounds: int = 7, requests: int = 200) -> None:
+    import contextlib
+    import os
+    import time
+    from bench import lean_app
+    png = (ROOT / "examples" / "mnist-7.png").read_bytes()
+    ours, theirs = _client(), lean_app.app.test_client()
+
+    def multipart(client, query=""):
+        return lambda: client.post("/predict" + query, data={"file": (io.BytesIO(png), "7.png")})
+
+    def raw(client, query=""):
+        return lambda: client.post("/predict" + query, data=png, content_type="image/png")
+    cases = {"cnn-lens multipart": multipart(ours), "cnn-lens raw": raw(ours),
+             "cnn-lens raw, preprocess=none": raw(ours, "?preprocess=none"),
+             "lean multipart": multipart(theirs), "lean raw": raw(theirs)}
+    micros = {name: [] for name in cases}
+    # cnn-lens's JSON log lines go where gunicorn would write them, a file: here /dev/null
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        for call in cases.values():
+            assert call().status_code == 200
+        for _ in range(rounds):
+            for name, call in cases.items():
+                start = time.perf_counter()
+                for _ in range(requests):
+                    call()
+                micros[name].append((time.perf_counter() - start) / requests * 1e6)
+    for name, values in micros.items():
+        print(f"  {name:30} {np.median(values):7.0f} µs per request "
+              f"({min(values):.0f}–{max(values):.0f})")
+
+
 def batch() -> None:
     from bench.batch import digits
     from PIL import Image
@@ -87,5 +122,5 @@ def gradient(size: int = 512, runs: int = 5) -> None:
 
 
 if __name__ == "__main__":
-    {"predict": predict, "batch": batch, "gradient": gradient}[sys.argv[1] if len(sys.argv) > 1
-                                                                else "predict"]()
+    {"predict": predict, "lean": lean, "batch": batch,
+     "gradient": gradient}[sys.argv[1] if len(sys.argv) > 1 else "predict"]()
