@@ -251,6 +251,19 @@ def test_deep_dream_on_the_drawing_and_a_class_dream(page):
     assert _downloaded_png(page).size == (28, 28)        # classes dream on the 28x28 digit
 
 
+def test_a_dream_with_steps_and_octaves_left_empty_gets_the_services_default(page):
+    """The form sends neither, so the 280x280 drawing dreams over 4 octaves of 12 steps."""
+    draw(page, *SEVEN)
+    expect_prediction(page, "7")
+    page.select_option("#dream-kind", "layer")
+    page.select_option("#dream-layer", "conv2")
+    page.select_option("#dream-start", "image")
+    assert page.input_value("#dream-steps") == page.input_value("#dream-octaves") == ""
+    page.click("#dream")
+    dream_done(page)
+    assert "in 48 steps" in page.inner_text("#dream-status")
+
+
 def test_keyboard_reaches_every_input_control(page):
     page.focus("body")
     seen = []
