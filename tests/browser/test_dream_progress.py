@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.browser.conftest import ARTIFACTS, open_page
-from tests.browser.test_playground import SEVEN, draw, dream_done, expect_prediction, image_loaded
+from tests.browser.test_playground import deep_dream_on_a_seven, dream_done, image_loaded
 from tests.service.conftest import gunicorn_env, serving, wait_for
 
 STOPPED = re.compile(r"dream stopped after (\d+) of 1000 steps: the client went away")
@@ -30,13 +30,7 @@ def test_a_dream_shows_its_progress_and_cancel_stops_it(browser, console, long_d
     context, page = open_page(browser, base, console, "dream_progress",
                               viewport={"width": 1280, "height": 900})
     try:
-        draw(page, *SEVEN)
-        expect_prediction(page, "7")
-        page.select_option("#dream-kind", "layer")
-        page.select_option("#dream-layer", "conv2")
-        page.fill("#dream-steps", "1000")
-        page.select_option("#dream-start", "image")
-        page.click("#dream")
+        deep_dream_on_a_seven(page, steps="1000")
 
         assert page.is_visible("#dream-progress") and page.is_visible("#dream-cancel")
         assert page.is_disabled("#dream")

@@ -216,6 +216,18 @@ def dream_done(page) -> None:
     image_loaded(page, "#dream-after")
 
 
+def deep_dream_on_a_seven(page, steps: str | None = None) -> None:
+    """Draw a 7 and start a Deep Dream of conv2 on it (`steps`: None leaves the field as it is)."""
+    draw(page, *SEVEN)
+    expect_prediction(page, "7")
+    page.select_option("#dream-kind", "layer")
+    page.select_option("#dream-layer", "conv2")
+    if steps is not None:
+        page.fill("#dream-steps", steps)
+    page.select_option("#dream-start", "image")
+    page.click("#dream")
+
+
 def test_dreaming_a_filter_from_noise(page):
     page.select_option("#dream-kind", "filter")
     page.select_option("#dream-layer", "conv2")
@@ -231,13 +243,7 @@ def test_dreaming_a_filter_from_noise(page):
 
 
 def test_deep_dream_on_the_drawing_and_a_class_dream(page):
-    draw(page, *SEVEN)
-    expect_prediction(page, "7")
-    page.select_option("#dream-kind", "layer")
-    page.select_option("#dream-layer", "conv2")
-    page.fill("#dream-steps", "8")
-    page.select_option("#dream-start", "image")
-    page.click("#dream")
+    deep_dream_on_a_seven(page, steps="8")
     dream_done(page)
     image_loaded(page, "#dream-before")
     assert _downloaded_png(page).size == (280, 280)      # Deep Dream keeps the drawing's size
@@ -253,13 +259,8 @@ def test_deep_dream_on_the_drawing_and_a_class_dream(page):
 
 def test_a_dream_with_steps_and_octaves_left_empty_gets_the_services_default(page):
     """The form sends neither, so the 280x280 drawing dreams over 4 octaves of 12 steps."""
-    draw(page, *SEVEN)
-    expect_prediction(page, "7")
-    page.select_option("#dream-kind", "layer")
-    page.select_option("#dream-layer", "conv2")
-    page.select_option("#dream-start", "image")
     assert page.input_value("#dream-steps") == page.input_value("#dream-octaves") == ""
-    page.click("#dream")
+    deep_dream_on_a_seven(page)
     dream_done(page)
     assert "in 48 steps" in page.inner_text("#dream-status")
 
