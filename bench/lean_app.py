@@ -13,18 +13,20 @@ import onnxruntime as ort
 from flask import Flask, jsonify, request
 from PIL import Image
 
+from lens.bundle import session_options
+
 MODEL = Path(__file__).resolve().parents[1] / "models" / "mnist-cnn" / "model.onnx"
 
-_options = ort.SessionOptions()
-_options.intra_op_num_threads = 1
-_options.inter_op_num_threads = 1
-session = ort.InferenceSession(str(MODEL), _options, providers=["CPUExecutionProvider"])
+# onnxruntime set up as cnn-lens sets it up, so that only the work around the model differs
+session = ort.InferenceSession(str(MODEL), session_options(threads=1),
+                               providers=["CPUExecutionProvider"])
 app = Flask(__name__)
 
 
 @app.post("/predict")
 def predict():
-    body = request.files["file"].read() if request.mimetype == "multipart/form-data" else request.get_data()
+    multipart = request.mimetype == "multipart/form-data"
+    body = request.files["file"].read() if multipart else request.get_data()
     image = Image.open(io.BytesIO(body)).convert("L").resize((28, 28))
     x = np.asarray(image, np.float32).reshape(1, 1, 28, 28) / 255
     probabilities = session.run(["probabilities"], {"image": x})[0][0]
