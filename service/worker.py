@@ -12,19 +12,22 @@ application then reads the body in its thread under a fresh deadline of the same
 that trickles its body holds one thread for at most that long; then the body reads as ended, and
 the application answers the truncated request as the bad input it is (a 4xx).
 
-Connections are spread over the workers: a worker takes a new connection at once only while it
-holds fewer connections than it has threads; otherwise it leaves the connection to the others for
-ACCEPT_YIELD seconds, and then takes at most as many as it has threads before it yields again.
-gthread lets whichever worker wakes first accept, and the first one often takes most of a burst:
-a client pool of 8 kept-alive connections then runs mostly on one worker, and one core, for as
-long as it lives (docs/benchmarks.md).
+Connections are spread over the workers: every worker publishes how many connections it holds in
+a table the workers share, and a worker that holds as many as it has threads leaves a new
+connection to a live worker holding fewer, looking again every ACCEPT_YIELD seconds; it takes the
+connection itself when none holds fewer, or when one has left it waiting for PEER_PATIENCE (a
+worker stopped or starved of the CPU that long cannot serve it sooner anyway). gthread lets
+whichever worker wakes first accept, and the first one often takes most of a burst: a client pool
+of 8 kept-alive connections then runs mostly on one worker, and one core, for as long as it lives
+(docs/benchmarks.md). A rule of time alone (leave it to the others for 20 ms) is not enough: on a
+loaded machine a worker can go that long without the CPU.
 
 SIGHUP (which gunicorn.conf.py makes the master forward to every worker) reloads the worker's
 models in a thread, so that requests go on meanwhile. gunicorn resets SIGHUP to its default,
 terminate, before the app is loaded; the handler is set from then on, and a SIGHUP that arrives
 while the app is still loading is kept and acted on once it has loaded.
 
-This builds on gthread's internals (`handle`, `accept`, `set_accept_enabled`,
+This builds on gthread's internals (`handle`, `accept`, `run`, `set_accept_enabled`,
 `wait_for_and_dispatch_events`, `nr_conns`, `_accepting`, the `_DEFER` sentinel): gunicorn is
 pinned in requirements/serve.txt, and the tests go through every path. Plain HTTP only, as served here
 (TLS ends at the load balancer): gthread wraps TLS sockets in its own class.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import mmap
 import os
 import signal
 import socket
@@ -51,9 +55,10 @@ _END_OF_HEADERS = b"\r\n\r\n"
 # limit errors (limit_request_line, limit_request_fields): nothing is gained by buffering more.
 _MAX_HEAD = 64 * 1024
 _CHUNK = 64 * 1024
-# Longer than a busy worker's main loop may wait for the GIL (sys.getswitchinterval(), 5 ms) before
-# it can accept; short beside a request's queueing when every worker is full.
+# How often a worker that left a connection to the others looks again whether one took it.
 ACCEPT_YIELD = 0.02
+# How long a connection is left to a worker holding fewer before a full one takes it anyway.
+PEER_PATIENCE = 0.5
 
 
 class ThreadWorker(gthread.ThreadWorker):
@@ -67,7 +72,8 @@ class ThreadWorker(gthread.ThreadWorker):
         self.registry = None
         self.reload_pending = False
         self.accept_paused_until = -math.inf   # time.monotonic(): others may accept until then
-        self.taken_after_pause = 0
+        self.leaving_since = None              # time.monotonic() a connection was first left
+        self.slot = None                       # this worker's row in _PEERS, while it accepts
         super().init_process()
 
     def init_signals(self):
@@ -93,18 +99,29 @@ class ThreadWorker(gthread.ThreadWorker):
         self.reload_pending = False
         threading.Thread(target=self.registry.reload, daemon=True).start()
 
+    def run(self):
+        self.slot = _PEERS.claim(self.age)
+        try:
+            super().run()
+        finally:
+            _PEERS.release(self.slot)
+
     def accept(self, listener):
-        if self.nr_conns >= self.cfg.threads:
-            now = time.monotonic()
-            # Connections still waiting just after a pause were left by the others: take some.
-            if now > self.accept_paused_until + ACCEPT_YIELD or \
-                    self.taken_after_pause >= self.cfg.threads:
-                self.accept_paused_until = now + ACCEPT_YIELD
-                self.taken_after_pause = 0
-                self.set_accept_enabled(False)
-                return
-            self.taken_after_pause += 1
+        if self.nr_conns >= self.cfg.threads and self._leave_to_peers():
+            self.accept_paused_until = time.monotonic() + ACCEPT_YIELD
+            self.set_accept_enabled(False)
+            return
         super().accept(listener)
+        _PEERS.publish(self.slot, self.nr_conns)
+
+    def _leave_to_peers(self) -> bool:
+        if not _PEERS.one_holds_fewer(self.slot, self.nr_conns):
+            self.leaving_since = None
+            return False
+        now = time.monotonic()
+        if self.leaving_since is None:
+            self.leaving_since = now
+        return now - self.leaving_since < PEER_PATIENCE
 
     def set_accept_enabled(self, enabled):
         """gthread's loop enables accepting whenever it may; a pause holds until it ends or a
@@ -119,6 +136,10 @@ class ThreadWorker(gthread.ThreadWorker):
         if not self._accepting and pause > 0:   # wake up when the pause ends
             timeout = min(timeout, pause)
         super().wait_for_and_dispatch_events(timeout)
+        if self.alive:
+            _PEERS.publish(self.slot, self.nr_conns)   # connections that closed meanwhile
+        else:
+            _PEERS.release(self.slot)                  # shutting down: take no more
 
     def handle(self, conn):
         """Runs in a thread each time the connection is readable: take what has arrived, and
@@ -145,6 +166,57 @@ class ThreadWorker(gthread.ThreadWorker):
         conn.parser.unreader.unread(bytes(head.data))
         conn.data_ready = True
         return super().handle(conn)
+
+
+class _PeerTable:
+    """Each accepting worker's pid and number of connections, in an anonymous shared mapping made
+    when gunicorn's master imports this module (to find the worker class), before it forks: every
+    worker writes only its own row and reads the others'."""
+
+    ROWS = 256   # above CNNLENS_WORKERS's bound, with room for replacements
+
+    def __init__(self):
+        self._memory = mmap.mmap(-1, self.ROWS * 16)
+        self._rows = memoryview(self._memory).cast("q", (self.ROWS, 2))   # (pid, connections)
+
+    def claim(self, age: int) -> int | None:
+        """A free row for this worker, from the one its fork number gives (gunicorn numbers
+        workers, so the workers alive never start from the same row)."""
+        for offset in range(self.ROWS):
+            row = (age + offset) % self.ROWS
+            if not _alive(self._rows[row, 0]):
+                self._rows[row, 1] = 0
+                self._rows[row, 0] = os.getpid()
+                return row
+        return None   # never with the bounded worker count; such a worker is just not counted
+
+    def release(self, row: int | None):
+        if row is not None and self._rows[row, 0] == os.getpid():
+            self._rows[row, 0] = 0
+
+    def publish(self, row: int | None, connections: int):
+        if row is not None:
+            self._rows[row, 1] = connections
+
+    def one_holds_fewer(self, row: int | None, connections: int) -> bool:
+        return any(other != row and self._rows[other, 1] < connections and
+                   _alive(self._rows[other, 0]) for other in range(self.ROWS))
+
+
+def _alive(pid: int) -> bool:
+    """A worker killed without releasing its row (gunicorn's timeout kill) is not waited for."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_PEERS = _PeerTable()
 
 
 class _Head:

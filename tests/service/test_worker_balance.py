@@ -1,18 +1,25 @@
 """Kept-alive connections spread evenly over gunicorn's workers (service/worker.py), on a real
 gunicorn: a burst of as many connections as the server has threads, as a client pool opens them,
-puts as many on each worker as it has threads; a burst of four times that, within a worker's
-threads of an even share."""
+puts as many on each worker as it has threads, even when a worker gets no CPU while the burst
+arrives; a burst of four times that, within a worker's threads of an even share; and a worker
+stopped for good does not keep the connections left to it waiting."""
 from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
+import time
+import urllib.request
 from collections import Counter
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.service.conftest import gunicorn_env, serving
+from service.worker import PEER_PATIENCE
+from tests.service.conftest import gunicorn_env, serving, wait_for
 
 WORKERS, THREADS = 2, 4
 REQUESTS_PER_CONNECTION = 3
@@ -28,32 +35,91 @@ def _workers_of(log: str, prefix: str) -> dict[str, set[int]]:
     return pids
 
 
-@pytest.mark.parametrize("size, tolerance", [(WORKERS * THREADS, 0)] * 2 +
-                         [(4 * WORKERS * THREADS, THREADS)])
-def test_a_burst_of_kept_alive_connections_is_shared_evenly(tmp_path, size, tolerance):
+@contextmanager
+def _every_worker_serving(tmp_path):
+    """gunicorn whose workers have all answered a request, so all of them accept connections
+    (serving() waits for their bundles, a moment before they accept); yields (address, log path,
+    worker pids)."""
     log_path = tmp_path / "gunicorn.log"
     env = gunicorn_env(CNNLENS_WORKERS=str(WORKERS), CNNLENS_THREADS=str(THREADS))
     with serving(env, log_path) as (_, base):
-        address = (urlsplit(base).hostname, urlsplit(base).port)
-        sockets = [socket.create_connection(address) for _ in range(size)]
-        connections = []
-        for sock in sockets:
-            connection = http.client.HTTPConnection(*address)
-            connection.sock = sock
-            connections.append(connection)
-        for round_ in range(REQUESTS_PER_CONNECTION):
-            for n, connection in enumerate(connections):
-                connection.request("GET", "/healthz", headers={"X-Request-ID": f"conn{n}-{round_}"})
-            for connection in connections:
-                reply = connection.getresponse()
-                reply.read()
-                assert reply.status == 200
+        def all_answered() -> bool:
+            request = urllib.request.Request(base + "/healthz", headers={"X-Request-ID": "probe-0"})
+            urllib.request.urlopen(request, timeout=10).read()
+            return len(_workers_of(log_path.read_text(), "probe").get("probe", ())) == WORKERS
+
+        assert wait_for(all_answered)
+        yield (urlsplit(base).hostname, urlsplit(base).port), log_path, \
+            _workers_of(log_path.read_text(), "probe")["probe"]
+
+
+def _open(address, size: int) -> list[http.client.HTTPConnection]:
+    """`size` connections opened at once, as a client pool opens them, before any request."""
+    sockets = [socket.create_connection(address) for _ in range(size)]
+    connections = []
+    for sock in sockets:
+        sock.settimeout(30)
+        connection = http.client.HTTPConnection(*address)
+        connection.sock = sock
+        connections.append(connection)
+    return connections
+
+
+def _requests(connections: list[http.client.HTTPConnection]):
+    for round_ in range(REQUESTS_PER_CONNECTION):
+        for n, connection in enumerate(connections):
+            connection.request("GET", "/healthz", headers={"X-Request-ID": f"conn{n}-{round_}"})
         for connection in connections:
-            connection.close()
+            reply = connection.getresponse()
+            reply.read()
+            assert reply.status == 200
+    for connection in connections:
+        connection.close()
+
+
+def _connections_per_worker(log_path, size: int) -> Counter:
     pids = _workers_of(log_path.read_text(), "conn")
     assert len(pids) == size
     assert all(len(served_by) == 1 for served_by in pids.values()), pids   # kept alive
-    per_worker = Counter(next(iter(served_by)) for served_by in pids.values())
+    return Counter(next(iter(served_by)) for served_by in pids.values())
+
+
+@pytest.mark.parametrize("size, tolerance", [(WORKERS * THREADS, 0)] * 2 +
+                         [(4 * WORKERS * THREADS, THREADS)])
+def test_a_burst_of_kept_alive_connections_is_shared_evenly(tmp_path, size, tolerance):
+    with _every_worker_serving(tmp_path) as (address, log_path, _):
+        _requests(_open(address, size))
+    per_worker = _connections_per_worker(log_path, size)
     assert len(per_worker) == WORKERS, per_worker
     assert all(abs(count - size // WORKERS) <= tolerance for count in per_worker.values()), \
         per_worker
+
+
+def test_a_worker_without_the_cpu_for_a_moment_still_gets_its_share(tmp_path):
+    """As on a loaded machine: the other worker takes its threads' worth at once and leaves the
+    rest for PEER_PATIENCE to the stopped one, which takes them when it runs again."""
+    with _every_worker_serving(tmp_path) as (address, log_path, pids):
+        stopped = min(pids)
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            connections = _open(address, WORKERS * THREADS)
+            time.sleep(PEER_PATIENCE / 3)
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        _requests(connections)
+    assert _connections_per_worker(log_path, WORKERS * THREADS) == \
+        {pid: THREADS for pid in pids}
+
+
+def test_connections_left_to_a_stopped_worker_are_taken_after_a_while(tmp_path):
+    """A worker that does not run (hung, or starved for longer than PEER_PATIENCE) cannot hold
+    up the connections left to it: every request is answered while it is still stopped."""
+    with _every_worker_serving(tmp_path) as (address, log_path, pids):
+        stopped = min(pids)
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            _requests(_open(address, WORKERS * THREADS))
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+    assert _connections_per_worker(log_path, WORKERS * THREADS) == \
+        {max(pids): WORKERS * THREADS}
