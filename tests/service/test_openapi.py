@@ -2,6 +2,7 @@
 the contract check that every other test runs can fail, and /docs serves Swagger UI locally."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -9,11 +10,18 @@ from openapi_spec_validator import validate
 
 from tests.service.conftest import LIMITS
 from tests.service.http import Reply
+from tests.service.openapi_record import RECORDED
 
 
 def test_document_is_valid_openapi_3_1(contract):
     assert contract.document["openapi"].startswith("3.1")
     validate(contract.document)
+
+
+def test_the_document_is_the_recorded_one(contract):
+    """The published contract changes only on purpose: `python -m tests.service.openapi_record`
+    records it again, and the diff of the recorded file shows the change."""
+    assert contract.document == json.loads(RECORDED.read_text())
 
 
 def test_every_route_is_documented_and_nothing_else(app, contract):
