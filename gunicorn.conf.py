@@ -30,8 +30,8 @@ timeout = _settings.timeout
 # connection) waits in the worker's poller instead of holding a thread, and a client slower than
 # CNNLENS_CLIENT_TIMEOUT is dropped; plain gthread lets a few of them starve a worker. Chosen over
 # an async worker (inference is CPU-bound and needs real threads) and over requiring a reverse
-# proxy (the service must hold on its own, as the tests start it). See service/worker.py.
-worker_class = "service.worker.ThreadWorker"
+# proxy (the service must hold on its own, as the tests start it). See service/runtime/worker.py.
+worker_class = "service.runtime.worker.ThreadWorker"
 # No preload_app: workers forked from a process that has imported onnxruntime abort or hang when
 # they exit, so the master never imports it (it reads only service.settings) and every worker
 # loads the bundle itself.

@@ -1,6 +1,6 @@
 """gunicorn settings for the comparison apps (lean server, HTTP ceiling, naive torch baseline): the
 same workers, threads and timeout as gunicorn.conf.py, from the same service.settings. Their
-worker is gunicorn's own gthread: cnn-lens's (service/worker.py) is gthread plus slow-client
+worker is gunicorn's own gthread: cnn-lens's (service/runtime/worker.py) is gthread plus slow-client
 handling, connections spread evenly over the workers, and model reloads, which need cnn-lens's
 app; its cost per request is a non-blocking read of what has arrived."""
 import os

@@ -18,22 +18,23 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Imported here, flaskr style, so that gunicorn.conf.py can read service.settings in the
     # master without importing onnxruntime: workers forked from a process that imported it hang
     # or abort when they exit.
-    from service import admin, dream, filters, health, models, openapi, page, predict, problems, v2
-    from service import cors, explain, feature_maps, multipart
-    from service.json_provider import OrjsonProvider
-    from service.registry import Registry
-    from service.served import EXTENSION
+    from service.endpoints import (admin, dream, explain, feature_maps, filters, health, models,
+                                   page, predict, v2)
     from service.observability import register as observe
+    from service.plumbing import cors, multipart, openapi, problems
+    from service.plumbing.json_provider import OrjsonProvider
+    from service.runtime.registry import Registry
+    from service.runtime.served import EXTENSION
 
     settings = settings or Settings.from_env()
-    # No implicit /static route: service.page serves service/static, with its headers.
+    # No implicit /static route: service.endpoints.page serves service/static, with its headers.
     app = Flask(__name__, static_folder=None)
     app.request_class = multipart.Request
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.debug = False   # whatever FLASK_DEBUG says: no debug behaviour in a served app
     app.json = OrjsonProvider(app)
     # Pillow's decompression-bomb guard, at our bound: it warns above it and refuses above twice
-    # it, a second line behind the header check in service.images.
+    # it, a second line behind the header check in service.plumbing.images.
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
     app.extensions[EXTENSION] = Registry.load(settings)
     problems.register(app)

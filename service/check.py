@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 from lens.bundle import BundleError
-from service.registry import Registry
+from service.runtime.registry import Registry
 from service.settings import Settings, SettingsError
 
 # prometheus-client's multiprocess files start at 1 MiB each (its mmap's initial size): a metrics

@@ -113,7 +113,7 @@ def dreamed(model: str, steps: int, images: int, endpoint: str | None = None) ->
 
 
 def reloaded(report, served: list) -> None:
-    """After a registry reload (report: a service.registry.ReloadReport; served: every Served now
+    """After a registry reload (report: a service.runtime.registry.ReloadReport; served: every Served now
     in use), or after one that failed before it could scan (report None)."""
     if report is None:
         RELOADS.labels("failed").inc()
@@ -199,7 +199,7 @@ def _after(response: Response) -> Response:
 
 
 def _teardown(error: BaseException | None) -> None:
-    from service.served import EXTENSION   # here: service.served imports this module
+    from service.runtime.served import EXTENSION   # here: service.runtime.served imports this module
 
     start = g.get("cnnlens_start")
     seconds = time.perf_counter() - start if start is not None else 0.0

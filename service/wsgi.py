@@ -16,7 +16,7 @@ import time
 from lens.bundle import BundleError
 from service import create_app
 from service.settings import SettingsError
-from service.worker import REPLACEMENT
+from service.runtime.worker import REPLACEMENT
 
 _WORKER_BOOT_ERROR = 3
 _REPLACEMENT_RETRY_SECONDS = 5   # between attempts of a replacement worker to load the bundles

@@ -11,8 +11,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from lens import digit
-from service.images import decode
-from service.preprocess import model_input
+from service.plumbing.images import decode
+from service.runtime.preprocess import model_input
 from training.train import TrainConfig, normalised
 
 SPEC = {"channels": 1, "height": 28, "width": 28, "foreground": "light"}

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from lens.optvis.render import Ascent
-from service import dream
+from service.endpoints import dream
 from tests.service import imagefiles
 from tests.service.conftest import gunicorn_env, serving, wait_for
 from tests.service.http import InProcess

@@ -1,4 +1,4 @@
-"""Faults on a real gunicorn: slow clients (service/worker.py), a worker killed with SIGKILL under
+"""Faults on a real gunicorn: slow clients (service/runtime/worker.py), a worker killed with SIGKILL under
 load, bundle files corrupted on disk while they are being served, and workers that cannot load
 them."""
 from __future__ import annotations
@@ -266,7 +266,7 @@ def test_only_a_worker_forked_after_the_first_boot_is_a_replacement(monkeypatch,
     from gunicorn.config import Config
     from gunicorn.workers import gthread
 
-    from service.worker import REPLACEMENT, ThreadWorker
+    from service.runtime.worker import REPLACEMENT, ThreadWorker
 
     config = Config()
     config.set("workers", WORKERS)
@@ -281,7 +281,7 @@ def test_a_worker_that_cannot_load_stops_the_server_only_at_first_boot(tmp_path,
                                                                        status):
     """Exit status 3 is gunicorn's "worker failed to boot", on which the master stops; on 1 it
     forks another worker (service/wsgi.py)."""
-    from service.worker import REPLACEMENT
+    from service.runtime.worker import REPLACEMENT
 
     env = gunicorn_env(CNNLENS_MODELS_DIR=str(tmp_path / "nowhere"))
     env |= {REPLACEMENT: "1"} if replacement else {}
@@ -295,7 +295,7 @@ def test_a_worker_that_cannot_load_stops_the_server_only_at_first_boot(tmp_path,
 
 def test_sighup_while_a_worker_is_still_loading_does_not_kill_it(tmp_path):
     """gunicorn resets SIGHUP to terminate until the app is loaded: a reload asked for while a
-    replacement worker boots must not kill it (service/worker.py keeps it for after the load)."""
+    replacement worker boots must not kill it (service/runtime/worker.py keeps it for after the load)."""
     log = tmp_path / "gunicorn.log"
     with serving(gunicorn_env(), log) as (process, base):
         workers = _children(process.pid)

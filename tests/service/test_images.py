@@ -1,4 +1,4 @@
-"""service.images and service.preprocess: every image mode, and the MNIST-style preprocessing,
+"""service.plumbing.images and service.runtime.preprocess: every image mode, and the MNIST-style preprocessing,
 checked against numpy computations and the model run directly."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from lens.digit import normalise
-from service.images import decode
-from service.preprocess import model_input
-from service.problems import Problem
+from service.plumbing.images import decode
+from service.runtime.preprocess import model_input
+from service.plumbing.problems import Problem
 from tests.service import imagefiles
 
 SPEC = {"channels": 1, "height": 28, "width": 28, "foreground": "light"}

@@ -1,4 +1,4 @@
-"""service.multipart against werkzeug's own streaming parser, the reference it replaces."""
+"""service.plumbing.multipart against werkzeug's own streaming parser, the reference it replaces."""
 from __future__ import annotations
 
 import io
@@ -11,8 +11,8 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.formparser import MultiPartParser
 from werkzeug.test import encode_multipart
 
-from service import multipart
-from service.multipart import FormDataParser
+from service.plumbing import multipart
+from service.plumbing.multipart import FormDataParser
 
 
 def _werkzeug(body: bytes, boundary: str):

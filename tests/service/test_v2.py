@@ -400,7 +400,7 @@ def test_an_unexpected_error_is_a_500_error_object_without_details(app, contract
     def broken(*args):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("service.v2._batch", broken)
+    monkeypatch.setattr("service.endpoints.v2._batch", broken)
     reply = InProcess(app, contract).post_json(INFER, {"inputs": [_image()]})
     assert reply.status == 500 and "secret" not in reply.json()["error"]
     assert "secret internals" in caplog.text

@@ -1,4 +1,4 @@
-"""service.weights reads the first Conv's kernels from model.onnx without the onnx package: checked
+"""service.runtime.weights reads the first Conv's kernels from model.onnx without the onnx package: checked
 against onnx's own reading (onnx.numpy_helper), on the default bundle and on small models built
 with onnx.helper, in every encoding a TensorProto's float32s can have."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from service.weights import first_conv_kernels
+from service.runtime.weights import first_conv_kernels
 from tests.service.reference import MODEL_DIR
 
 KERNELS = np.random.default_rng(0).standard_normal((4, 1, 3, 3)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Kept-alive connections spread evenly over gunicorn's workers (service/worker.py), on a real
+"""Kept-alive connections spread evenly over gunicorn's workers (service/runtime/worker.py), on a real
 gunicorn: a burst of as many connections as the server has threads, as a client pool opens them,
 puts as many on each worker as it has threads, even when a worker gets no CPU while the burst
 arrives; a burst of four times that, within a worker's threads of an even share; and a worker
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from service.worker import PEER_PATIENCE
+from service.runtime.worker import PEER_PATIENCE
 from tests.service.conftest import gunicorn_env, serving, wait_for
 
 WORKERS, THREADS = 2, 4

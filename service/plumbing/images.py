@@ -21,7 +21,7 @@ import numpy as np
 from flask import Request
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.problems import bad_request, too_large, unprocessable, unsupported
+from service.plumbing.problems import bad_request, too_large, unprocessable, unsupported
 
 MEDIA_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP",
                "image/bmp": "BMP", "image/gif": "GIF"}

@@ -9,11 +9,11 @@ from flask import Blueprint, current_app, jsonify, request
 from flask_swagger_ui import get_swaggerui_blueprint
 from werkzeug.datastructures import MIMEAccept
 
-from service import dream, explain, feature_maps, filters, page, predict, v2
-from service.images import MEDIA_TYPES
+from service.endpoints import dream, explain, feature_maps, filters, page, predict, v2
+from service.plumbing.images import MEDIA_TYPES
 from service.observability import openapi_path as metrics_path
-from service.problems import Problem
-from service.served import EXTENSION, Served, current
+from service.plumbing.problems import Problem
+from service.runtime.served import EXTENSION, Served, current
 
 blueprint = Blueprint("openapi", __name__)
 docs = get_swaggerui_blueprint("/docs", "/openapi.json", config={"app_name": "cnn-lens"},
@@ -90,7 +90,7 @@ UNEXPECTED = {"500": problem_response("unexpected server error (details only in 
 
 
 def busy_response(why: str) -> dict:
-    """503 of the gradient endpoints (service.gradient_slots), with its Retry-After."""
+    """503 of the gradient endpoints (service.runtime.gradient_slots), with its Retry-After."""
     return problem_response(why) | {"headers": {"Retry-After": {
         "schema": {"type": "integer", "minimum": 1}, "required": True,
         "description": "seconds after which a retry may find the server less busy"}}}

@@ -4,11 +4,13 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint, jsonify, request
 
-from service import grids, params, preprocess
-from service.params import Param
-from service.preprocess import MODES, default_mode
-from service.problems import unprocessable
-from service.served import Served, current
+from service.plumbing import grids, params
+
+from service.runtime import preprocess
+from service.plumbing.params import Param
+from service.runtime.preprocess import MODES, default_mode
+from service.plumbing.problems import unprocessable
+from service.runtime.served import Served, current
 
 blueprint = Blueprint("predict", __name__)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
-from service import grids, params, preprocess
-from service.params import Param
-from service.predict import degrees, spatial_layers, top_k_labels
-from service.preprocess import MODES, default_mode
-from service.problems import bad_request
-from service.served import Served, current
+from service.plumbing import grids, params
+
+from service.runtime import preprocess
+from service.plumbing.params import Param
+from service.endpoints.predict import degrees, spatial_layers, top_k_labels
+from service.runtime.preprocess import MODES, default_mode
+from service.plumbing.problems import bad_request
+from service.runtime.served import Served, current
 
 blueprint = Blueprint("feature_maps", __name__)
 TOP_K = 3
@@ -58,8 +60,8 @@ def feature_maps():
 
 def openapi_paths(served: Served, models: list[str]) -> dict:
     """/feature-maps for /openapi.json, its schema inline."""
-    from service import openapi   # imported here: service.openapi imports this module
-    from service.explain import top_k_schema
+    from service.plumbing import openapi   # imported here: service.plumbing.openapi imports this module
+    from service.endpoints.explain import top_k_schema
 
     declared = [p.openapi() for p in parameters(served)]
     declared[0]["required"] = True   # Param has no required flag; the handler enforces it (400)

@@ -13,8 +13,9 @@ from flask import current_app, request
 from lens import bundle as bundles
 from lens.optvis.objectives import Objective, feeds
 from lens.optvis.render import GradientGraph
-from service import observability, weights
-from service.problems import not_found
+from service import observability
+from service.runtime import weights
+from service.plumbing.problems import not_found
 from service.settings import Settings
 
 EXTENSION = "cnnlens"

@@ -6,7 +6,7 @@ or Grad-CAM, drawn as a heatmap PNG (the map alone, the model input's size) and 
 JSON by default; `Accept: image/png` gives the overlay alone.
 
 SmoothGrad and Integrated Gradients run `samples` / `steps` gradient runs (at most
-CNNLENS_MAX_EXPLAIN_SAMPLES) in one of the worker's gradient slots (service.gradient_slots), within
+CNNLENS_MAX_EXPLAIN_SAMPLES) in one of the worker's gradient slots (service.runtime.gradient_slots), within
 CNNLENS_EXPLAIN_TIME_BUDGET seconds: past it the answer is a 503 with Retry-After, never a map of
 part of the samples. Saliency and Grad-CAM are one gradient run each, as cheap as a /predict, and
 need no slot.
@@ -19,12 +19,14 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from lens import attribution
-from service import gradient_slots, grids, observability, params, preprocess
-from service.params import Param
-from service.predict import top_k_labels
-from service.preprocess import MODES, default_mode
-from service.problems import unavailable, unprocessable
-from service.served import Served, current
+from service import observability
+from service.plumbing import grids, params
+from service.runtime import gradient_slots, preprocess
+from service.plumbing.params import Param
+from service.endpoints.predict import top_k_labels
+from service.runtime.preprocess import MODES, default_mode
+from service.plumbing.problems import unavailable, unprocessable
+from service.runtime.served import Served, current
 
 blueprint = Blueprint("explain", __name__)
 DEFAULT_METHOD = "gradcam"
@@ -151,7 +153,7 @@ def _overlay(picture: np.ndarray, scaled: np.ndarray) -> np.ndarray:
 
 def openapi_paths(served: Served, models: list[str]) -> dict:
     """/explain for /openapi.json, its schema inline."""
-    from service import openapi   # imported here: service.openapi imports this module
+    from service.plumbing import openapi   # imported here: service.plumbing.openapi imports this module
 
     png_base64 = {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}
     schema = {

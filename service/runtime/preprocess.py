@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from lens import digit
-from service import images
-from service.images import Decoded
+from service.plumbing import images
+from service.plumbing.images import Decoded
 
 MODES = ("digit", "none")
 # Images are scaled down to fit this before preprocessing: ample for finding and cropping a digit
@@ -24,7 +24,7 @@ PREPROCESS_SIDE = 512
 
 
 def from_request(request, spec: dict, mode: str, max_images: int, max_pixels: int) -> np.ndarray:
-    """The request's images (decoded by service.images), preprocessed: an N x C x H x W batch."""
+    """The request's images (decoded by service.plumbing.images), preprocessed: an N x C x H x W batch."""
     decoded = images.from_request(request, max_images, max_pixels, shrink_to=PREPROCESS_SIDE)
     return np.stack([model_input(image, spec, mode) for image in decoded])
 

@@ -21,7 +21,7 @@ from typing import Callable
 
 from lens.bundle import MANIFEST, BundleError, read_manifest
 from service import observability
-from service.served import Served
+from service.runtime.served import Served
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from flask import request
 
-from service.problems import bad_request, unprocessable
+from service.plumbing.problems import bad_request, unprocessable
 
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 _OPENAPI_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from flask import Blueprint, Response, request, send_from_directory
 
-from service.problems import not_found
+from service.plumbing.problems import not_found
 
-STATIC = Path(__file__).with_name("static")
+STATIC = Path(__file__).parents[1] / "static"
 blueprint = Blueprint("page", __name__)
 
 CSP = "; ".join([

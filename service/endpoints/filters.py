@@ -12,11 +12,11 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 from PIL import Image
 
-from service import grids
-from service.params import Param
-from service.problems import not_found
-from service.served import Served, current
-from service.weights import kernel_planes
+from service.plumbing import grids
+from service.plumbing.params import Param
+from service.plumbing.problems import not_found
+from service.runtime.served import Served, current
+from service.runtime.weights import kernel_planes
 
 blueprint = Blueprint("filters", __name__)
 WEIGHTS_SCALE = 16   # a 3x3 kernel drawn at 1 pixel per weight is too small to see

@@ -10,8 +10,8 @@ from dataclasses import asdict
 
 from flask import Blueprint, current_app, jsonify, request
 
-from service.problems import Problem, not_found
-from service.served import EXTENSION
+from service.plumbing.problems import Problem, not_found
+from service.runtime.served import EXTENSION
 
 blueprint = Blueprint("admin", __name__)
 

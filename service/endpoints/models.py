@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from service.problems import not_found
-from service.served import EXTENSION, Served
+from service.plumbing.problems import not_found
+from service.runtime.served import EXTENSION, Served
 
 blueprint = Blueprint("models", __name__)
 

@@ -40,10 +40,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from lens.bundle import DIGIT_SCORE
-from service import VERSION, images
-from service.preprocess import MODES, PREPROCESS_SIDE, default_mode, model_input
-from service.problems import Problem, drain_oversized_body
-from service.served import EXTENSION, Served
+from service import VERSION
+from service.plumbing import images
+from service.runtime.preprocess import MODES, PREPROCESS_SIDE, default_mode, model_input
+from service.plumbing.problems import Problem, drain_oversized_body
+from service.runtime.served import EXTENSION, Served
 
 blueprint = Blueprint("v2", __name__)
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def _v2_error(error: V2Error):
 
 @blueprint.errorhandler(Problem)
 def _problem(error: Problem):
-    """service.images reports a bad image as a Problem (413, 422...): to the protocol, a 400."""
+    """service.plumbing.images reports a bad image as a Problem (413, 422...): to the protocol, a 400."""
     return _error(400, error.detail)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from service.served import EXTENSION
+from service.runtime.served import EXTENSION
 
 blueprint = Blueprint("health", __name__)
 

@@ -15,7 +15,7 @@ from typing import Iterator
 
 from flask import current_app
 
-from service.problems import unavailable
+from service.plumbing.problems import unavailable
 from service.settings import Settings
 
 # Long enough for a slot freed by a request that is just finishing; short enough that the

@@ -14,7 +14,7 @@ import operator
 from functools import reduce
 
 from lens.optvis.objectives import Objective, channel, class_logit, deepdream
-from service.problems import bad_request
+from service.plumbing.problems import bad_request
 
 MAX_TERMS = 16
 MAX_WEIGHT = 100.0

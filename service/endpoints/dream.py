@@ -5,7 +5,7 @@ start=noise|grey, from a synthetic image of `width` x `height` (activation maxim
 photo dreamed by a greyscale net keeps its size and colours: the net dreams on the luminance and
 the photo's chroma is put back. Same seed and input, same output (unless the time budget cuts it).
 A dream over CNNLENS_MAX_DREAM_WORK pixel-steps is refused before it starts (422), and it runs in
-one of the worker's gradient slots (service.gradient_slots: 503 when none frees up).
+one of the worker's gradient slots (service.runtime.gradient_slots: 503 when none frees up).
 """
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ from flask import Blueprint, Response, jsonify, request
 
 from lens.optvis.objectives import Objective, ObjectiveError
 from lens.optvis.render import Ascent, Progress, Result, Settings as RenderSettings, work
-from service import colour, events, gradient_slots, grids, images, observability, params
-from service import preprocess, targets
-from service.params import Param
-from service.problems import Problem, unprocessable
-from service.served import Served, current
+from service import observability
+from service.endpoints import targets
+from service.plumbing import colour, events, grids, images, params
+from service.runtime import gradient_slots, preprocess
+from service.plumbing.params import Param
+from service.plumbing.problems import Problem, unprocessable
+from service.runtime.served import Served, current
 
 blueprint = Blueprint("dream", __name__)
 log = logging.getLogger(__name__)

@@ -86,7 +86,7 @@ class ThreadWorker(gthread.ThreadWorker):
             self._reload()
 
     def load_wsgi(self):
-        from service.served import EXTENSION   # in the worker: the master never imports onnxruntime
+        from service.runtime.served import EXTENSION   # in the worker: the master never imports onnxruntime
 
         super().load_wsgi()
         self.registry = self.wsgi.extensions[EXTENSION]
