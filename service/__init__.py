@@ -9,8 +9,6 @@ from PIL import Image
 
 from service.settings import Settings
 
-VERSION = "0.1.0"   # of the service and its HTTP API (GET /v2 reports it)
-
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Raises lens.bundle.BundleError (a bad bundle, or no default model) or
@@ -18,10 +16,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Imported here, flaskr style, so that gunicorn.conf.py can read service.settings in the
     # master without importing onnxruntime: workers forked from a process that imported it hang
     # or abort when they exit.
-    from service.endpoints import (admin, dream, explain, feature_maps, filters, health, models,
-                                   page, predict, v2)
+    from service.endpoints import (admin, docs, dream, explain, feature_maps, filters, health,
+                                   models, page, predict, v2)
     from service.observability import register as observe
-    from service.plumbing import cors, multipart, openapi, problems
+    from service.plumbing import cors, multipart, problems
     from service.plumbing.json_provider import OrjsonProvider
     from service.runtime.registry import Registry
     from service.runtime.served import EXTENSION
@@ -38,10 +36,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
     app.extensions[EXTENSION] = Registry.load(settings)
     problems.register(app)
-    cors.register(app, settings.cors_origins)   # off unless CNNLENS_CORS_ORIGINS is set
-    observe(app)   # request ids, JSON access log, request metrics, GET /metrics
-    for module in (predict, filters, dream, models, admin, health, openapi, v2, page, explain,
+    cors.register(app, settings.allowed_origins)   # off unless CNNLENS_CORS_ORIGINS is set
+    observe(app, settings.default_model)   # request ids, JSON log, request metrics, GET /metrics
+    for module in (predict, dream, filters, health, models, admin, docs, v2, page, explain,
                    feature_maps):
         app.register_blueprint(module.blueprint)
-    app.register_blueprint(openapi.docs)
+    app.register_blueprint(docs.swagger_ui)
     return app

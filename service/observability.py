@@ -26,6 +26,7 @@ echoed on the response, 4xx and 500 included.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -37,11 +38,13 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import (CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, CollectorRegistry, Counter,
                                Gauge, Histogram, generate_latest, multiprocess)
 
-blueprint = Blueprint("observability", __name__)
+from service.plumbing import openapi
+
+blueprint = openapi.Documented("observability", __name__)
 REQUEST_ID = "X-Request-ID"
 UNMATCHED = "unmatched"   # the endpoint label of requests that match no route (404, 405)
 _VALID_ID = re.compile(r"[!-~](?:[ -~]{0,126}[!-~])?")   # printable ASCII, <= 128, no edge spaces
@@ -158,9 +161,10 @@ def metrics():
     return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
-def openapi_path() -> dict:
-    """The /metrics entry of /openapi.json."""
-    return {"get": {
+@blueprint.openapi
+def _openapi(served, models: list[str]) -> openapi.Part:
+    """/metrics for /openapi.json."""
+    return openapi.Part(paths={"/metrics": {"get": {
         "summary": "Prometheus metrics, merged over every gunicorn worker",
         "responses": {"200": {
             "description": "Prometheus text exposition format 0.0.4",
@@ -168,18 +172,19 @@ def openapi_path() -> dict:
                                      "description": "echoed on every response of this API: the "
                                                     "client's if printable ASCII of at most 128 "
                                                     "characters, else generated"}},
-            "content": {"text/plain": {"schema": {"type": "string"}}}}}}}
+            "content": {"text/plain": {"schema": {"type": "string"}}}}}}}})
 
 
 # ---------------------------------------------------------------- per-request hooks and logs
 
 
-def register(app: Flask) -> None:
-    """Request ids, the JSON access log and the request metrics on every request; GET /metrics."""
+def register(app: Flask, default_model: str) -> None:
+    """Request ids, the JSON access log and the request metrics on every request; GET /metrics.
+    A request that names no model is logged with `default_model`."""
     configure_access_log()
     app.before_request(_before)
     app.after_request(_after)
-    app.teardown_request(_teardown)
+    app.teardown_request(functools.partial(_teardown, default_model=default_model))
     app.register_blueprint(blueprint)
 
 
@@ -198,21 +203,17 @@ def _after(response: Response) -> Response:
     return response
 
 
-def _teardown(error: BaseException | None) -> None:
-    from service.runtime.served import EXTENSION   # here: service.runtime.served imports this module
-
+def _teardown(error: BaseException | None, default_model: str) -> None:
     start = g.get("cnnlens_start")
     seconds = time.perf_counter() - start if start is not None else 0.0
     status, size = g.get("cnnlens_response", (500, None))
     endpoint = _endpoint()
     REQUESTS.labels(endpoint, request.method, str(status)).inc()
     REQUEST_SECONDS.labels(endpoint).observe(seconds)
-    registry = current_app.extensions.get(EXTENSION)
-    default = registry.settings.default_model if registry is not None else None
     fields = {"method": request.method, "path": request.path[:_MAX_LOGGED], "status": status,
               "duration_ms": round(seconds * 1000, 3),
               "model": (request.args.get("model") or (request.view_args or {}).get("name")
-                        or default or "")[:_MAX_LOGGED] or None,
+                        or default_model or "")[:_MAX_LOGGED] or None,
               "request_id": g.get("request_id"), "remote_addr": request.remote_addr,
               "bytes": size, "endpoint": endpoint, "pid": os.getpid()}
     access_log.log(logging.ERROR if status >= 500 else logging.INFO, "request",

@@ -9,6 +9,7 @@ size gradient.onnx is exported for (training/onnx_export.py).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -31,6 +32,10 @@ BOUNDS = {   # field -> (lowest, highest) allowed value
     "timeout": (1, 600),
     "client_timeout": (1, 300),
 }
+
+ANY_ORIGIN = "*"
+# An origin as browsers send it: scheme, host (a name, IPv4 or bracketed IPv6) and port; no path.
+_ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::\d{1,5})?")
 
 # Seconds a gradient request needs besides its time budget (waiting for a gradient slot,
 # decoding, the last step, encoding).
@@ -96,8 +101,7 @@ class Settings:
 
     def __post_init__(self):
         object.__setattr__(self, "models_dir", Path(self.models_dir))   # accept a str too
-        from service.plumbing.cors import allowed_origins   # here: service.plumbing.cors imports this module
-        allowed_origins(self.cors_origins)          # a malformed origin stops start-up
+        self.allowed_origins   # a malformed origin stops start-up
         for name, (low, high) in BOUNDS.items():
             value = getattr(self, name)
             if not low <= value <= high:
@@ -107,6 +111,21 @@ class Settings:
                 raise SettingsError(f"{env_name('timeout')}={self.timeout} must be at least "
                                     f"{env_name(budget)}={getattr(self, budget)} + "
                                     f"{_TIMEOUT_MARGIN}, or gunicorn kills workers mid-gradient")
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        """CNNLENS_CORS_ORIGINS as a set of origins ({"*"} for any; empty for none, and CORS is
+        off: service.plumbing.cors). Raises SettingsError for anything that is not an origin."""
+        origins = frozenset(o.strip().lower().rstrip("/") for o in self.cors_origins.split(",")
+                            if o.strip())
+        if ANY_ORIGIN in origins and len(origins) > 1:
+            raise SettingsError(f"{env_name('cors_origins')}: '*' allows every origin; "
+                                f"list no others beside it")
+        for origin in origins - {ANY_ORIGIN}:
+            if not _ORIGIN.fullmatch(origin):
+                raise SettingsError(f"{env_name('cors_origins')}: {origin!r} is not an origin "
+                                    f"such as https://example.org or http://localhost:3000")
+        return origins
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

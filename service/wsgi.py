@@ -15,8 +15,8 @@ import time
 
 from lens.bundle import BundleError
 from service import create_app
-from service.settings import SettingsError
 from service.runtime.worker import REPLACEMENT
+from service.settings import SettingsError
 
 _WORKER_BOOT_ERROR = 3
 _REPLACEMENT_RETRY_SECONDS = 5   # between attempts of a replacement worker to load the bundles

@@ -2,4 +2,5 @@
 read and their OpenAPI operations (targets.py is /dream's `targets` grammar).
 
 Endpoints may import service.runtime, service.plumbing, service.observability, service.settings
-and lens. Nothing imports an endpoint but the app factory, service.create_app."""
+and lens, and not each other (but dream its targets). Nothing imports an endpoint but the app
+factory, service.create_app (tests/test_imports.py)."""

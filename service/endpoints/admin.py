@@ -8,12 +8,13 @@ from __future__ import annotations
 import hmac
 from dataclasses import asdict
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import current_app, jsonify, request
 
+from service.plumbing import openapi
 from service.plumbing.problems import Problem, not_found
 from service.runtime.served import EXTENSION
 
-blueprint = Blueprint("admin", __name__)
+blueprint = openapi.Documented("admin", __name__)
 
 
 @blueprint.post("/admin/reload")
@@ -29,3 +30,23 @@ def reload():
     report = registry.reload()
     registry.notify_peers()
     return jsonify(asdict(report) | {"models": registry.names()})
+
+
+@blueprint.openapi
+def _openapi(served, models: list[str]) -> openapi.Part:
+    """/admin/reload for /openapi.json."""
+    paths = {
+        "/admin/reload": {"post": {
+            "summary": "Load new and changed bundles, drop removed ones, in every worker; a "
+                       "broken bundle is rejected and the version served before stays",
+            "security": [{"adminToken": []}],
+            "responses": {"200": openapi.json_response("what changed", "Reload"),
+                          "401": openapi.problem_response("missing or wrong token"),
+                          "404": openapi.problem_response("admin endpoints are off (no CNNLENS_ADMIN_TOKEN)")}
+                         | openapi.UNEXPECTED}}}
+    schemas = {
+        "Reload": {"type": "object",
+                   "required": ["loaded", "unchanged", "removed", "rejected", "models"],
+                   "properties": {name: {"type": "array"} for name in
+                                  ("loaded", "unchanged", "removed", "rejected", "models")}}}
+    return openapi.Part(paths, schemas)

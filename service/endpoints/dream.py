@@ -17,19 +17,19 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 import numpy as np
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
 
 from lens.optvis.objectives import Objective, ObjectiveError
 from lens.optvis.render import Ascent, Progress, Result, Settings as RenderSettings, work
 from service import observability
 from service.endpoints import targets
-from service.plumbing import colour, events, grids, images, params
-from service.runtime import gradient_slots, preprocess
+from service.plumbing import colour, events, grids, images, openapi, params
 from service.plumbing.params import Param
 from service.plumbing.problems import Problem, unprocessable
+from service.runtime import gradient_slots, preprocess
 from service.runtime.served import Served, current
 
-blueprint = Blueprint("dream", __name__)
+blueprint = openapi.Documented("dream", __name__)
 log = logging.getLogger(__name__)
 STARTS = ("image", "noise", "grey")
 DEFAULT_TARGETS = "conv2"
@@ -299,3 +299,73 @@ def _summary(result: Result, objective: Objective, png: bytes) -> dict:
             "steps_done": result.steps_done,
             "redirected_steps": int(result.redirected[0]),
             "budget_exhausted": result.budget_exhausted}
+
+
+@blueprint.openapi
+def _openapi(served, models: list[str]) -> openapi.Part:
+    """/dream for /openapi.json."""
+    model = openapi.model_parameter(served, models)
+    unknown_model = {"404": openapi.problem_response("unknown model")}
+    paths = {
+        "/dream": {"post": {
+            "summary": "Deep Dream an uploaded image, or maximise a target from noise or grey",
+            "parameters": [model] + [p.openapi() for p in parameters(served)],
+            "requestBody": openapi.upload_body(served, False, 1),
+            "responses": {
+                "200": {"description": "the dreamed image (PNG, or JSON by Accept); with "
+                                       "Accept: text/event-stream, the dream as it goes, as "
+                                       "server-sent events: `progress` (a DreamProgress) at "
+                                       "least every 0.25 s and at each octave's first and last "
+                                       "step, `preview` (a DreamPreview) every preview_every "
+                                       "steps, then `result` (a Dream, its image the very bytes "
+                                       "of the non-streamed PNG) or `error` (a Problem). "
+                                       "Closing the connection stops the dream before its next "
+                                       "step",
+                        # Not on a streamed answer, whose headers go before the dream runs.
+                        "headers": {"X-Dream-Steps-Done": {"schema": {"type": "integer"}},
+                                    "X-Dream-Redirected-Steps": {
+                                        "schema": {"type": "integer"},
+                                        "description": "steps taken on a pre-activation "
+                                                       "because the target was off everywhere"},
+                                    "X-Dream-Budget-Exhausted": {
+                                        "schema": {"type": "string", "enum": ["true", "false"]},
+                                        "description": "true: the time budget cut it short"}},
+                        "content": openapi.png_response("")["content"] | {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Dream"}},
+                            "text/event-stream": {"schema": {"type": "string"}}}}}
+                         | openapi.upload_problems() | unknown_model | openapi.UNEXPECTED
+                         | {"422": openapi.problem_response(
+                             "not a decodable image, a parameter outside its bounds, a target "
+                             "the model does not have, or more work (steps x pixels, summed "
+                             f"over octaves) than {served.settings.max_dream_work} pixel-steps"),
+                            "503": openapi.busy_response("every gradient slot of the worker stayed "
+                                                 "busy; retry after Retry-After seconds")}}}}
+    schemas = {
+        "Dream": {"type": "object",
+                  "required": ["image", "targets", "objective_before", "objective_after",
+                               "history", "steps_done", "redirected_steps",
+                               "budget_exhausted"],
+                  "properties": {"image": openapi.PNG_BASE64, "targets": {"type": "string"},
+                                 "objective_before": {"type": "number"},
+                                 "objective_after": {"type": "number"},
+                                 "history": openapi.NUMBER_LIST,
+                                 "steps_done": {"type": "integer"},
+                                 "redirected_steps": {"type": "integer"},
+                                 "budget_exhausted": {"type": "boolean"}}},
+        "DreamProgress": {"type": "object",
+                          "required": ["octave", "octaves", "step", "steps_done", "total_steps",
+                                       "objective", "elapsed"],
+                          "properties": {"octave": {"type": "integer", "minimum": 1},
+                                         "octaves": {"type": "integer", "minimum": 1},
+                                         "step": {"type": "integer", "minimum": 1,
+                                                  "description": "within the octave"},
+                                         "steps_done": {"type": "integer", "minimum": 1},
+                                         "total_steps": {"type": "integer", "minimum": 1},
+                                         "objective": {"type": "number", "description":
+                                                       "before this step"},
+                                         "elapsed": {"type": "number", "description":
+                                                     "seconds since the first step began"}}},
+        "DreamPreview": {"type": "object", "required": ["steps_done", "image"],
+                         "properties": {"steps_done": {"type": "integer", "minimum": 1},
+                                        "image": openapi.PNG_BASE64}}}
+    return openapi.Part(paths, schemas)

@@ -16,19 +16,19 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
 
 from lens import attribution
 from service import observability
-from service.plumbing import grids, params
-from service.runtime import gradient_slots, preprocess
+from service.plumbing import grids, openapi, params
 from service.plumbing.params import Param
-from service.endpoints.predict import top_k_labels
-from service.runtime.preprocess import MODES, default_mode
 from service.plumbing.problems import unavailable, unprocessable
+from service.runtime import gradient_slots, preprocess
+from service.runtime.preprocess import MODES, default_mode
+from service.runtime.readout import top_k_labels
 from service.runtime.served import Served, current
 
-blueprint = Blueprint("explain", __name__)
+blueprint = openapi.Documented("explain", __name__)
 DEFAULT_METHOD = "gradcam"
 TOP_K = 3
 OVERLAY_ALPHA = 0.7   # opacity of the heatmap where the map is at its maximum
@@ -151,11 +151,10 @@ def _overlay(picture: np.ndarray, scaled: np.ndarray) -> np.ndarray:
     return (1 - alpha) * rgb + alpha * colour_map(scaled)
 
 
-def openapi_paths(served: Served, models: list[str]) -> dict:
+@blueprint.openapi
+def _openapi(served: Served, models: list[str]) -> openapi.Part:
     """/explain for /openapi.json, its schema inline."""
-    from service.plumbing import openapi   # imported here: service.plumbing.openapi imports this module
-
-    png_base64 = {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"}
+    png_base64 = openapi.PNG_BASE64
     schema = {
         "type": "object", "additionalProperties": False,
         "required": ["model", "method", "target", "prediction", "heatmap", "overlay", "input"],
@@ -166,7 +165,7 @@ def openapi_paths(served: Served, models: list[str]) -> dict:
                        "properties": {"index": {"type": "integer"}, "label": {"type": "string"},
                                       "probability": {"type": "number", "minimum": 0,
                                                       "maximum": 1}}},
-            "prediction": top_k_schema(),
+            "prediction": openapi.TOP_K,
             "heatmap": png_base64 | {"description": "the attribution map alone, the model "
                                                     "input's size, inferno colour map"},
             "overlay": png_base64 | {"description": "the heatmap blended over the input"},
@@ -184,11 +183,4 @@ def openapi_paths(served: Served, models: list[str]) -> dict:
         "smoothgrad and integrated_gradients only: every gradient slot of the worker stayed "
         f"busy, or the gradient runs took over {served.settings.explain_time_budget} s (the "
         "server is overloaded; no partial map is returned)")
-    return {"/explain": operation}
-
-
-def top_k_schema() -> dict:
-    return {"type": "array", "items": {
-        "type": "object", "required": ["index", "label", "probability"],
-        "properties": {"index": {"type": "integer"}, "label": {"type": "string"},
-                       "probability": {"type": "number", "minimum": 0, "maximum": 1}}}}
+    return openapi.Part(paths={"/explain": operation})

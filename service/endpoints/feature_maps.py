@@ -3,18 +3,17 @@ one labelled grid on one shared scale, and the layer's filters ranked by degree 
 from __future__ import annotations
 
 import numpy as np
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
 
-from service.plumbing import grids, params
-
-from service.runtime import preprocess
+from service.plumbing import grids, openapi, params
 from service.plumbing.params import Param
-from service.endpoints.predict import degrees, spatial_layers, top_k_labels
-from service.runtime.preprocess import MODES, default_mode
 from service.plumbing.problems import bad_request
+from service.runtime import preprocess
+from service.runtime.preprocess import MODES, default_mode
+from service.runtime.readout import degrees, spatial_layers, top_k_labels
 from service.runtime.served import Served, current
 
-blueprint = Blueprint("feature_maps", __name__)
+blueprint = openapi.Documented("feature_maps", __name__)
 TOP_K = 3
 
 
@@ -58,11 +57,9 @@ def feature_maps():
                    grid=grids.png_base64(grid))
 
 
-def openapi_paths(served: Served, models: list[str]) -> dict:
+@blueprint.openapi
+def _openapi(served: Served, models: list[str]) -> openapi.Part:
     """/feature-maps for /openapi.json, its schema inline."""
-    from service.plumbing import openapi   # imported here: service.plumbing.openapi imports this module
-    from service.endpoints.explain import top_k_schema
-
     declared = [p.openapi() for p in parameters(served)]
     declared[0]["required"] = True   # Param has no required flag; the handler enforces it (400)
     schema = {
@@ -71,7 +68,7 @@ def openapi_paths(served: Served, models: list[str]) -> dict:
         "properties": {
             "model": {"$ref": "#/components/schemas/Model"},
             "layer": {"type": "string"},
-            "prediction": top_k_schema(),
+            "prediction": openapi.TOP_K,
             "ranking": {"type": "array", "description": "every filter, by mean activation (the "
                                                         "degree of activation), highest first",
                         "items": {"type": "object", "required": ["index", "mean", "max"],
@@ -80,8 +77,8 @@ def openapi_paths(served: Served, models: list[str]) -> dict:
                                                  "max": {"type": "number"}}}},
             "grid": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png",
                      "description": "every channel's map, labelled with its index, one scale"}}}
-    return {"/feature-maps": openapi.one_image_operation(
+    return openapi.Part(paths={"/feature-maps": openapi.one_image_operation(
         served, models,
         "A layer's feature maps for one image as a labelled grid, and its filters ranked by "
         "degree of activation",
-        declared, schema, "the maps and ranking (JSON), or the grid alone with Accept: image/png")}
+        declared, schema, "the maps and ranking (JSON), or the grid alone with Accept: image/png")})

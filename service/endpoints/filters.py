@@ -9,16 +9,16 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
 from PIL import Image
 
-from service.plumbing import grids
+from service.plumbing import grids, openapi
 from service.plumbing.params import Param
 from service.plumbing.problems import not_found
 from service.runtime.served import Served, current
 from service.runtime.weights import kernel_planes
 
-blueprint = Blueprint("filters", __name__)
+blueprint = openapi.Documented("filters", __name__)
 WEIGHTS_SCALE = 16   # a 3x3 kernel drawn at 1 pixel per weight is too small to see
 NO_EXAMPLES = ("this bundle was built before dataset examples (no units.json); rebuild it with "
                "python -m training export")
@@ -192,3 +192,145 @@ def _describe(served: Served, layer: dict) -> dict:
 
 def _first_conv(served: Served) -> str | None:
     return next((entry["name"] for entry in served.bundle.layers if entry["kind"] == "conv"), None)
+
+
+@blueprint.openapi
+def _openapi(served, models: list[str]) -> openapi.Part:
+    """The /filters paths for /openapi.json."""
+    model = openapi.model_parameter(served, models)
+    unknown_model = {"404": openapi.problem_response("unknown model")}
+    layer_names = [layer["name"] for layer in served.bundle.layers]
+    layer = {"name": "layer", "in": "path", "required": True,
+             "schema": {"type": "string", "enum": layer_names},
+             "description": f"one of {', '.join(layer_names)}"}
+    item = {"name": "item", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": r"^([0-9]+|atlas|weights)$"},
+            "description": "a filter index, 'atlas' (all filters in a grid) or 'weights' (raw "
+                           "kernels; first conv layer only)"}
+    unit = {"name": "index", "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "a filter, unit or class index, below the layer's channels"}
+    not_found = {"404": openapi.problem_response("unknown model, layer or filter")}
+    unit_properties = {
+        "fidelity": {"type": ["number", "null"],
+                     "description": "the unit's degree of activation on its picture divided by "
+                                    "that of the training digit that excites it most; null: no "
+                                    "training digit makes it fire, or an older bundle"},
+        "dead": {"type": ["string", "null"],
+                 "description": "why the unit is dead (the evidence); null: it is not, or an "
+                                "older bundle"},
+        "fire_rate": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                      "description": "the fraction of training digits on which it fires "
+                                     "(logits: is the top class); null: not recorded"}}
+    layer_schema = {
+        "type": "object",
+        "required": ["name", "kind", "channels", "kernel", "stride", "receptive_field", "shape",
+                     "any_size", "links"],
+        "properties": {
+            "name": {"type": "string"}, "kind": {"enum": ["conv", "dense", "output"]},
+            "channels": {"type": "integer"},
+            "kernel": {"type": ["array", "null"], "items": {"type": "integer"}},
+            "stride": {"type": ["integer", "null"]},
+            "receptive_field": {"type": "array", "items": {"type": "integer"}},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "any_size": {"type": "boolean"},
+            "links": {"type": "object", "required": ["self", "filter"],
+                      "additionalProperties": {"type": "string"}}}}
+    paths = {
+        "/filters": {"get": {
+            "summary": "Every explainable layer with its kind, size, kernel, receptive field and links",
+            "parameters": [model],
+            "responses": {"200": openapi.json_response("the layers", "Layers")} | unknown_model | openapi.UNEXPECTED}},
+        "/filters/{layer}": {"get": {
+            "summary": "A layer and its filters",
+            "parameters": [layer, model],
+            "responses": {"200": openapi.json_response("the layer", "LayerFilters")} | not_found | openapi.UNEXPECTED}},
+        "/filters/{layer}/{item}": {"get": {
+            "summary": "What a filter has learned (the image that maximises it), the layer's "
+                       "atlas, or the first conv layer's raw kernels",
+            "parameters": [layer, item, model, scale_param(served, None).openapi()],
+            "responses": {"200": openapi.png_response("the picture; a bundle's own picture (unscaled) "
+                                              "has its sha256 in the manifest as ETag"),
+                          "304": {"description": "If-None-Match names the picture's ETag"},
+                          "400": openapi.problem_response("scale is not an integer"),
+                          "422": openapi.problem_response("scale outside its bounds")} | not_found | openapi.UNEXPECTED}},
+        "/filters/{layer}/{index}/examples": {"get": {
+            "summary": "A unit's dataset examples: the training digits that excite it most, "
+                       "with (conv layers) where it fires; whether it is dead, how often it "
+                       "fires, how well its picture excites it",
+            "parameters": [layer, unit, model, scale_param(served, None).openapi()],
+            "responses": {"200": {"description": "JSON, or with Accept preferring image/png the "
+                                                 "examples in a 3x3 grid with each receptive "
+                                                 "field outlined (the bundle's file, its sha256 "
+                                                 "as ETag when unscaled)",
+                                  "headers": {"Vary": {"schema": {"type": "string"},
+                                                       "required": True,
+                                                       "description": "Accept"}},
+                                  "content": {"application/json": {"schema": {
+                                      "$ref": "#/components/schemas/UnitExamples"}}}
+                                             | openapi.png_response("")["content"]},
+                          "304": {"description": "If-None-Match names the sprite's ETag"},
+                          "400": openapi.problem_response("scale is not an integer"),
+                          "422": openapi.problem_response("scale outside its bounds"),
+                          "404": openapi.problem_response(
+                              "unknown model, layer or unit, or a bundle built before dataset "
+                              "examples (the detail says to rebuild it)")} | openapi.UNEXPECTED}}}
+    schemas = {
+        "Layer": layer_schema,
+        "Layers": {"type": "object", "required": ["model", "layers"],
+                   "properties": {"model": {"$ref": "#/components/schemas/Model"},
+                                  "layers": {"type": "array",
+                                             "items": {"$ref": "#/components/schemas/Layer"}}}},
+        "LayerFilters": {"allOf": [{"$ref": "#/components/schemas/Layer"}, {
+            "type": "object", "required": ["filters"],
+            "properties": {"filters": {"type": "array", "items": {
+                "type": "object",
+                "required": ["index", "image", "objective", "fidelity", "dead", "fire_rate",
+                             "examples"],
+                "properties": {"index": {"type": "integer"}, "image": {"type": ["string", "null"]},
+                               "objective": {"type": ["number", "null"]},
+                               "fidelity": unit_properties["fidelity"],
+                               "dead": unit_properties["dead"],
+                               "fire_rate": unit_properties["fire_rate"],
+                               "examples": {"type": ["string", "null"], "description":
+                                            "the unit's dataset examples; null: the bundle was "
+                                            "built before them"}}}}}}]},
+        "UnitExamples": {
+            "type": "object",
+            "required": ["model", "layer", "index", "digits", "fire_rate", "best_degree", "dead",
+                         "fidelity", "examples", "links"],
+            "properties": unit_properties | {
+                "model": {"$ref": "#/components/schemas/Model"},
+                "layer": {"type": "string"}, "index": {"type": "integer"},
+                "digits": {"type": "object", "description": "the digits searched: the training "
+                           "split of the manifest's training.data (source, split, count)"},
+                "best_degree": {"type": "number",
+                                "description": "the degree of activation of the first example"},
+                "examples": {"type": "array", "items": {
+                    "type": "object", "required": ["digit", "label", "degree"],
+                    "properties": {
+                        "digit": {"type": "integer", "minimum": 0,
+                                  "description": "index into the training split"},
+                        "label": {"type": "string"},
+                        "degree": {"type": "number", "description": "degree of activation: the "
+                                   "mean of the feature map (conv), the value (dense, logits)"},
+                        "box": {"type": "array", "items": {"type": "integer"}, "minItems": 4,
+                                "maxItems": 4, "description": "conv layers: the receptive field "
+                                "of the cell where the unit fires most, in input pixels: top, "
+                                "left (inclusive), bottom, right (exclusive)"}}},
+                    "description": "the training digits that excite the unit most, best first"},
+                "pushes": {"type": "object", "required": ["up", "down"],
+                           "description": "dense layers feeding the output: the classes its "
+                                          "outgoing weights raise and lower most",
+                           "properties": {direction: {"type": "array", "items": {
+                               "type": "object", "required": ["class", "weight"],
+                               "properties": {"class": {"type": "string"},
+                                              "weight": {"type": "number"}}}}
+                               for direction in ("up", "down")}},
+                "weights": {"type": "array", "description": "first conv layer: the raw kernel, "
+                            "input channels x kernel height x kernel width",
+                            "items": {"type": "array", "items": openapi.NUMBER_LIST}},
+                "links": {"type": "object", "required": ["sprite"],
+                          "additionalProperties": {"type": "string"},
+                          "description": "sprite: this URL with Accept: image/png"}}}}
+    return openapi.Part(paths, schemas)

@@ -1,11 +1,12 @@
 """GET /healthz (the process answers) and GET /readyz (every model is loaded and warmed up)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import current_app, jsonify
 
+from service.plumbing import openapi
 from service.runtime.served import EXTENSION
 
-blueprint = Blueprint("health", __name__)
+blueprint = openapi.Documented("health", __name__)
 
 
 @blueprint.get("/healthz")
@@ -22,3 +23,23 @@ def readyz():
                    models=[{"name": served.bundle.name, "version": served.bundle.manifest["version"],
                             "warmup_ms": round(served.warmup_seconds * 1000, 1)}
                            for served in registry.all()])
+
+
+@blueprint.openapi
+def _openapi(served, models: list[str]) -> openapi.Part:
+    """/healthz and /readyz for /openapi.json."""
+    paths = {
+        "/healthz": {"get": {"summary": "The process answers",
+                             "responses": {"200": openapi.json_response("alive", "Health")}}},
+        "/readyz": {"get": {"summary": "Every model is loaded and a warm-up inference ran",
+                            "responses": {"200": openapi.json_response("ready", "Ready")}}}}
+    schemas = {
+        "Health": {"type": "object", "required": ["status"],
+                   "properties": {"status": {"const": "ok"}}},
+        "Ready": {"type": "object", "required": ["status", "default", "models"],
+                  "properties": {"status": {"const": "ready"}, "default": {"type": "string"},
+                                 "models": {"type": "array", "items": {"allOf": [
+                                     {"$ref": "#/components/schemas/Model"},
+                                     {"type": "object", "required": ["warmup_ms"],
+                                      "properties": {"warmup_ms": {"type": "number"}}}]}}}}}
+    return openapi.Part(paths, schemas)

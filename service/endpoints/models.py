@@ -1,12 +1,13 @@
 """GET /models and GET /models/{name}: the model repository, one entry per served bundle."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import current_app, jsonify
 
+from service.plumbing import openapi
 from service.plumbing.problems import not_found
 from service.runtime.served import EXTENSION, Served
 
-blueprint = Blueprint("models", __name__)
+blueprint = openapi.Documented("models", __name__)
 
 
 def describe(served: Served) -> dict:
@@ -32,3 +33,31 @@ def one_model(name: str):
         return jsonify(describe(registry.get(name)))
     except KeyError:
         raise not_found(f"no model {name!r}; models: {', '.join(registry.names())}") from None
+
+
+@blueprint.openapi
+def _openapi(served, models: list[str]) -> openapi.Part:
+    """The /models paths for /openapi.json."""
+    unknown_model = {"404": openapi.problem_response("unknown model")}
+    paths = {
+        "/models": {"get": {"summary": "The model repository: every served model",
+                            "responses": {"200": openapi.json_response("the models", "Models")} | openapi.UNEXPECTED}},
+        "/models/{name}": {"get": {
+            "summary": "One served model",
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": models}}],
+            "responses": {"200": openapi.json_response("the model", "ModelInfo")} | unknown_model | openapi.UNEXPECTED}}}
+    schemas = {
+        "ModelInfo": {"type": "object",
+                      "required": ["name", "version", "labels", "input", "metrics", "layers"],
+                      "properties": {"name": {"type": "string"}, "version": {"type": "string"},
+                                     "description": {"type": "string"},
+                                     "architecture": {"type": "string"},
+                                     "labels": {"type": "array", "items": {"type": "string"}},
+                                     "input": {"type": "object"}, "metrics": {"type": "object"},
+                                     "layers": {"type": "array", "items": {"type": "string"}}}},
+        "Models": {"type": "object", "required": ["default", "models"],
+                   "properties": {"default": {"type": "string"},
+                                  "models": {"type": "array",
+                                             "items": {"$ref": "#/components/schemas/ModelInfo"}}}}}
+    return openapi.Part(paths, schemas)

@@ -12,12 +12,13 @@ import hashlib
 import re
 from pathlib import Path
 
-from flask import Blueprint, Response, request, send_from_directory
+from flask import Response, request, send_from_directory
 
+from service.plumbing import openapi
 from service.plumbing.problems import not_found
 
 STATIC = Path(__file__).parents[1] / "static"
-blueprint = Blueprint("page", __name__)
+blueprint = openapi.Documented("page", __name__)
 
 CSP = "; ".join([
     "default-src 'self'",
@@ -92,10 +93,11 @@ def _docs_csp(html: str) -> str:
                .replace("style-src 'self'", "style-src 'self' 'unsafe-inline'"))
 
 
-def openapi_paths() -> dict:
+@blueprint.openapi
+def _openapi(served, models: list[str]) -> openapi.Part:
     """The page's routes for /openapi.json (every route is documented there)."""
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    return {
+    return openapi.Part(paths={
         "/": {"get": {"summary": "The web playground: draw or upload a digit, see the "
                                  "prediction, activations, filters and dreams",
                       "responses": {"200": {"description": "HTML", "content": {"text/html": {}}},
@@ -108,4 +110,4 @@ def openapi_paths() -> dict:
                                   "content": {media: {} for media in _TYPES.values()}},
                           "304": {"description": "not modified"},
                           "404": {"description": "no such file", "content": problem}}}},
-    }
+    })

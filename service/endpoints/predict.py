@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import numpy as np
-from flask import Blueprint, jsonify, request
+from flask import jsonify, request
 
-from service.plumbing import grids, params
-
-from service.runtime import preprocess
+from service.plumbing import grids, openapi, params
 from service.plumbing.params import Param
-from service.runtime.preprocess import MODES, default_mode
 from service.plumbing.problems import unprocessable
+from service.runtime import preprocess
+from service.runtime.preprocess import MODES, default_mode
+from service.runtime.readout import degrees, spatial_layers, top_k_labels
 from service.runtime.served import Served, current
 
-blueprint = Blueprint("predict", __name__)
+blueprint = openapi.Documented("predict", __name__)
 
 
 def parameters(served: Served) -> list[Param]:
@@ -59,10 +59,6 @@ def predict():
                    preprocess=values["preprocess"], results=results)
 
 
-def spatial_layers(served: Served) -> list[str]:
-    return [layer["name"] for layer in served.bundle.layers if len(layer["shape"]) == 3]
-
-
 def _feature_map_layers(served: Served, requested: list[str]) -> list[str]:
     spatial = spatial_layers(served)
     for name in requested:
@@ -72,22 +68,53 @@ def _feature_map_layers(served: Served, requested: list[str]) -> list[str]:
     return list(dict.fromkeys(requested))
 
 
-def top_k_labels(probabilities: np.ndarray, labels: list[str], k: int) -> list[dict]:
-    order = np.argsort(-probabilities, kind="stable")[:k]
-    return [{"index": int(i), "label": labels[i], "probability": float(probabilities[i])}
-            for i in order]
-
-
-def degrees(activation: np.ndarray) -> dict:
-    """The lecture's degree of activation of each channel: its mean over the feature map (for a
-    dense unit, its value), and the strongest single response (the max) beside it."""
-    flat = activation.reshape(activation.shape[0], -1)
-    return {"mean": flat.mean(axis=1).tolist(), "max": flat.max(axis=1).tolist()}
-
-
 def _feature_map_png(activation: np.ndarray) -> str:
     """All channels of one layer as a grid, on one scale (the layer's largest activation is white),
     so that the grid shows which filters fire most, not just where each fires."""
     peak = float(activation.max())
     scaled = activation / peak if peak > 0 else np.zeros_like(activation)
     return grids.png_base64(grids.to_image(grids.grid(scaled)))
+
+
+@blueprint.openapi
+def _openapi(served, models: list[str]) -> openapi.Part:
+    """/predict for /openapi.json."""
+    model = openapi.model_parameter(served, models)
+    unknown_model = {"404": openapi.problem_response("unknown model")}
+    paths = {
+        "/predict": {"post": {
+            "summary": "Classify one or more images; optionally the degree of activation of "
+                       "every filter and feature maps",
+            "parameters": [model] + [p.openapi() for p in parameters(served)],
+            "requestBody": openapi.upload_body(served, True, served.settings.max_batch),
+            "responses": {"200": openapi.json_response("one result per image, in order", "Prediction")}
+                         | openapi.upload_problems() | unknown_model | openapi.UNEXPECTED}}}
+    schemas = {
+        "Prediction": {
+            "type": "object", "required": ["model", "preprocess", "results"],
+            "properties": {
+                "model": {"$ref": "#/components/schemas/Model"},
+                "preprocess": {"type": "string"},
+                "results": {"type": "array", "items": {
+                    "type": "object", "required": ["top_k"], "additionalProperties": False,
+                    "properties": {
+                        "top_k": openapi.TOP_K,
+                        "digit_score": {
+                            "type": "number",
+                            "description": "how much the input looks like a digit: the energy "
+                                           "score T*logsumexp(logits/T) of model.onnx (bundles "
+                                           "that record a digit_like threshold)"},
+                        "digit_like": {
+                            "type": "boolean",
+                            "description": "digit_score at or above the bundle's threshold, which "
+                                           "97 % of the handwriting validation digits pass (with "
+                                           "preprocess=digit, where it was chosen); false: this "
+                                           "does not look like a digit, whatever top_k says"},
+                        "activations": {
+                            "description": "per layer, per channel: the mean activation (the "
+                                           "degree of activation) and the max",
+                            "type": "object", "additionalProperties": {
+                                "type": "object", "required": ["mean", "max"],
+                                "properties": {"mean": openapi.NUMBER_LIST, "max": openapi.NUMBER_LIST}}},
+                        "feature_maps": {"type": "object", "additionalProperties": openapi.PNG_BASE64}}}}}}}
+    return openapi.Part(paths, schemas)

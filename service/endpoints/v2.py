@@ -36,19 +36,19 @@ import logging
 import math
 
 import numpy as np
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from lens.bundle import DIGIT_SCORE
-from service import VERSION
-from service.plumbing import images
-from service.runtime.preprocess import MODES, PREPROCESS_SIDE, default_mode, model_input
+from service.plumbing import images, openapi
 from service.plumbing.problems import Problem, drain_oversized_body
+from service.runtime.preprocess import MODES, PREPROCESS_SIDE, default_mode, model_input
 from service.runtime.served import EXTENSION, Served
 
-blueprint = Blueprint("v2", __name__)
+blueprint = openapi.Documented("v2", __name__)
 log = logging.getLogger(__name__)
 
+VERSION = "0.1.0"   # of the service and its HTTP API
 SERVER = {"name": "cnn-lens", "version": VERSION, "extensions": ["binary_tensor_data"]}
 PLATFORM = "onnxruntime_onnx"
 HEADER = "Inference-Header-Content-Length"
@@ -401,7 +401,8 @@ def _blobs(tensor: dict, raw: bytes | None, count: int) -> list[bytes]:
 
 # --- OpenAPI --------------------------------------------------------------------------------------
 
-def openapi_paths(served: Served, models: list[str]) -> dict:
+@blueprint.openapi
+def _openapi(served: Served, models: list[str]) -> openapi.Part:
     """The /v2 paths for /openapi.json, with their schemas inline."""
     error = {"type": "object", "required": ["error"], "additionalProperties": False,
              "properties": {"error": {"type": "string"}}}
@@ -497,7 +498,7 @@ def openapi_paths(served: Served, models: list[str]) -> dict:
     ready_op = {"get": {"summary": "Open Inference Protocol v2: the model is ready",
                         "parameters": [name],
                         "responses": {"200": json_reply("ready", model_ready)} | unknown}}
-    return {
+    return openapi.Part(paths={
         "/v2": {"get": {"summary": "Open Inference Protocol v2 server metadata",
                         "responses": {"200": json_reply("the server", {
                             "type": "object", "required": ["name", "version", "extensions"],
@@ -519,4 +520,4 @@ def openapi_paths(served: Served, models: list[str]) -> dict:
         "/v2/models/{name}/versions/{version}/ready": with_version(ready_op),
         "/v2/models/{name}/infer": infer,
         "/v2/models/{name}/versions/{version}/infer": with_version(infer),
-    }
+    })

@@ -2,5 +2,5 @@
 details, JSON, CORS, server-sent events, images in (decoding uploads) and out (PNG grids, colour),
 and the OpenAPI document's shared parts and assembly.
 
-Plumbing may import service.settings and service.observability, and lens for its data types;
-never service.runtime or service.endpoints."""
+Plumbing may import service.settings and lens; never service.observability, service.runtime or
+service.endpoints (tests/test_imports.py)."""

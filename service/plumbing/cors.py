@@ -14,15 +14,10 @@ and /admin answers carry no CORS header.
 """
 from __future__ import annotations
 
-import re
-
 from flask import Flask, Response, request
 
-from service.settings import SettingsError, env_name
+from service.settings import ANY_ORIGIN as ANY
 
-ANY = "*"
-# An origin as browsers send it: scheme, host (a name, IPv4 or bracketed IPv6) and port; no path.
-_ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::\d{1,5})?")
 # What a page needs to send: JSON or image bodies (a non-form Content-Type needs a preflight),
 # content negotiation, and its own request id.
 ALLOW_HEADERS = "Content-Type, Accept, X-Request-ID"
@@ -34,22 +29,8 @@ MAX_AGE = 600
 _NOT_OFFERED = {"admin"}   # blueprints whose answers never carry CORS headers
 
 
-def allowed_origins(value: str) -> frozenset[str]:
-    """CNNLENS_CORS_ORIGINS as a set of origins ({"*"} for any; empty for none).
-    Raises SettingsError for anything that is not an origin, so that a typo stops start-up."""
-    origins = frozenset(o.strip().lower().rstrip("/") for o in value.split(",") if o.strip())
-    if ANY in origins and len(origins) > 1:
-        raise SettingsError(f"{env_name('cors_origins')}: '*' allows every origin; "
-                            f"list no others beside it")
-    for origin in origins - {ANY}:
-        if not _ORIGIN.fullmatch(origin):
-            raise SettingsError(f"{env_name('cors_origins')}: {origin!r} is not an origin such "
-                                f"as https://example.org or http://localhost:3000")
-    return origins
-
-
-def register(app: Flask, value: str) -> None:
-    origins = allowed_origins(value)
+def register(app: Flask, origins: frozenset[str]) -> None:
+    """`origins`: Settings.allowed_origins."""
     if not origins:
         return
 

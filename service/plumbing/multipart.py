@@ -13,7 +13,7 @@ import io
 import re
 
 from flask import Request as FlaskRequest
-from werkzeug.datastructures import FileStorage, Headers, MultiDict
+from werkzeug.datastructures import FileStorage, Headers
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser as WerkzeugFormDataParser
 from werkzeug.http import parse_options_header

@@ -3,4 +3,4 @@ gradient graph, preprocessing an image into what the model takes, gradient slots
 shedding), the first conv layer's raw weights, and gunicorn's worker class.
 
 Runtime may import service.plumbing, service.observability, service.settings and lens; never
-service.endpoints."""
+service.endpoints (tests/test_imports.py)."""

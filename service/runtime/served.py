@@ -14,8 +14,8 @@ from lens import bundle as bundles
 from lens.optvis.objectives import Objective, feeds
 from lens.optvis.render import GradientGraph
 from service import observability
-from service.runtime import weights
 from service.plumbing.problems import not_found
+from service.runtime import weights
 from service.settings import Settings
 
 EXTENSION = "cnnlens"

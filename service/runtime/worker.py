@@ -86,7 +86,8 @@ class ThreadWorker(gthread.ThreadWorker):
             self._reload()
 
     def load_wsgi(self):
-        from service.runtime.served import EXTENSION   # in the worker: the master never imports onnxruntime
+        # Here, in the worker: the master never imports onnxruntime.
+        from service.runtime.served import EXTENSION
 
         super().load_wsgi()
         self.registry = self.wsgi.extensions[EXTENSION]
