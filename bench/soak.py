@@ -4,8 +4,8 @@ Starts cnn-lens (bench.servers), sends /predict, /filters, /explain and /dream w
 examples/ from `concurrency` keep-alive clients for `duration` seconds, and prints per endpoint the
 requests, 2xx/4xx/5xx, connection errors and p50/p99, and the RSS of every worker at the start
 (after a warm-up), the middle and the end. A 503 with Retry-After is the gradient endpoints'
-designed answer when every gradient slot of a worker is busy (service.runtime.gradient_slots), so it is
-counted apart as `shed`, not as a server error. tests/service/test_soak.py runs a short one."""
+designed answer when every gradient slot of a worker is busy
+(service.runtime.gradient_slots), so it is counted apart as `shed`, not as a server error. tests/service/test_soak.py runs a short one."""
 from __future__ import annotations
 
 import argparse

@@ -116,8 +116,8 @@ def dreamed(model: str, steps: int, images: int, endpoint: str | None = None) ->
 
 
 def reloaded(report, served: list) -> None:
-    """After a registry reload (report: a service.runtime.registry.ReloadReport; served: every Served now
-    in use), or after one that failed before it could scan (report None)."""
+    """After a registry reload (report: a service.runtime.registry.ReloadReport; served: every
+    Served now in use), or after one that failed before it could scan (report None)."""
     if report is None:
         RELOADS.labels("failed").inc()
         return
@@ -212,7 +212,7 @@ def _teardown(error: BaseException | None, default_model: str) -> None:
     REQUEST_SECONDS.labels(endpoint).observe(seconds)
     fields = {"method": request.method, "path": request.path[:_MAX_LOGGED], "status": status,
               "duration_ms": round(seconds * 1000, 3),
-              "model": (request.args.get("model") or (request.view_args or {}).get("name")
+              "model": (g.get("requested_model") or (request.view_args or {}).get("name")
                         or default_model or "")[:_MAX_LOGGED] or None,
               "request_id": g.get("request_id"), "remote_addr": request.remote_addr,
               "bytes": size, "endpoint": endpoint, "pid": os.getpid()}

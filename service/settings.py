@@ -53,8 +53,8 @@ class Settings:
     default_model: str = "mnist-cnn"   # the model of requests without ?model=
     # Bearer token for POST /admin/reload; empty: the admin endpoints are off (404).
     admin_token: str = field(default="", repr=False)
-    # Origins whose pages may call the API from a browser (CORS; service/plumbing/cors.py): exact origins,
-    # comma-separated, or *; empty: none, and no answer carries a CORS header.
+    # Origins whose pages may call the API from a browser (CORS; service/plumbing/cors.py): exact
+    # origins, comma-separated, or *; empty: none, and no answer carries a CORS header.
     cors_origins: str = ""
     max_request_bytes: int = 10 * 2**20
     max_pixels: int = 16_000_000
@@ -95,8 +95,8 @@ class Settings:
     # Longer than the largest dream time budget's default, with room for decoding and encoding.
     timeout: int = 60
     # Seconds a client has to send a request's headers (meanwhile it holds no thread), and then
-    # its body (meanwhile it holds one); a slower one is disconnected (service/runtime/worker.py). 30 s
-    # lets the largest body (CNNLENS_MAX_REQUEST_BYTES) arrive at 3 Mbit/s.
+    # its body (meanwhile it holds one); a slower one is disconnected (service/runtime/worker.py).
+    # 30 s lets the largest body (CNNLENS_MAX_REQUEST_BYTES) arrive at 3 Mbit/s.
     client_timeout: int = 30
 
     def __post_init__(self):

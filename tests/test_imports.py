@@ -122,6 +122,17 @@ def test_every_service_module_has_a_layer():
     assert [m for m in _graph() if m.startswith("service") and _layer(m) is None] == []
 
 
+def test_the_readme_layout_says_the_same():
+    """README's Layout lists every folder of service/ and states the layers in LAYERS' order."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("## The HTTP API")]
+    folders = [path.parent.name for path in (ROOT / "service").glob("*/__init__.py")]
+    assert folders and all(f"`service/{folder}/`" in layout for folder in folders)
+    stated = layout.split("Imports point one way: ")[1].split(",")[0].split(" → ")
+    ours = [prefixes[0].rpartition(".")[2] for prefixes in reversed(LAYERS[1:-1])]
+    assert stated == ours
+
+
 @pytest.mark.parametrize("graph, cycle", [
     ({"a": {"b"}, "b": {"a"}, "c": set()}, [["a", "b"]]),
     ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, [["a", "b", "c"]]),

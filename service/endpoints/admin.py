@@ -42,7 +42,8 @@ def _openapi(served, models: list[str]) -> openapi.Part:
             "security": [{"adminToken": []}],
             "responses": {"200": openapi.json_response("what changed", "Reload"),
                           "401": openapi.problem_response("missing or wrong token"),
-                          "404": openapi.problem_response("admin endpoints are off (no CNNLENS_ADMIN_TOKEN)")}
+                          "404": openapi.problem_response(
+                              "admin endpoints are off (no CNNLENS_ADMIN_TOKEN)")}
                          | openapi.UNEXPECTED}}}
     schemas = {
         "Reload": {"type": "object",

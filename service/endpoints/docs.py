@@ -1,23 +1,23 @@
 """GET /openapi.json (OpenAPI 3.1), assembled from what every endpoint declares
 (service.plumbing.openapi), and Swagger UI at /docs, served from the flask-swagger-ui package (no
-CDN). A request whose Accept header allows none of the media types its operation answers with, as
-the document lists them, is a 406 before any work is done."""
+CDN). What the document says of an operation is also kept for every request before any work is
+done: a parameter it does not take is a 400, an Accept header it cannot satisfy a 406."""
 from __future__ import annotations
 
-import re
+from typing import NamedTuple
 
 from flask import current_app, jsonify, request
 from flask_swagger_ui import get_swaggerui_blueprint
 from werkzeug.datastructures import MIMEAccept
 
-from service.plumbing import openapi
-from service.plumbing.problems import Problem
+from service.plumbing import openapi, params
+from service.plumbing.problems import Problem, bad_request
 from service.runtime.served import EXTENSION, current
 
 blueprint = openapi.Documented("openapi", __name__)
 swagger_ui = get_swaggerui_blueprint("/docs", "/openapi.json", config={"app_name": "cnn-lens"},
                                      blueprint_name="docs")
-_PRODUCED = "cnnlens.produced"   # app.extensions key of what each operation answers with
+_OPERATIONS = "cnnlens.operations"   # app.extensions key of what the document says of each
 
 
 @blueprint.get("/openapi.json")
@@ -25,38 +25,65 @@ def document():
     return jsonify(openapi.build(current_app, current(), current_app.extensions[EXTENSION].names()))
 
 
+class _Operation(NamedTuple):
+    produced: list[str]        # the media types of its successful answers
+    parameters: tuple[str, ...]   # the query parameters it declares, in the document's order
+    upload: bool               # it takes a multipart upload, whose fields may carry them too
+
+
 @blueprint.before_app_request
-def _negotiate():
-    """406 for a request whose Accept header allows none of the media types its operation answers
-    with (as the document lists them), before any work is done. No Accept header, or */*, allows
-    all. The /v2 protocol answers JSON (or its binary extension) whatever the client asks."""
-    produced = _produced().get((_template(request.url_rule), request.method))
+def _check_request():
+    """What the document promises about a request, kept before any work is done: a parameter the
+    operation does not take is a 400 naming those it does, and an Accept header that allows none
+    of the media types it answers with is a 406."""
+    rule = request.url_rule
+    operation = rule and _operations().get((openapi.path_of(rule), request.method))
+    if operation is None:   # not routed (a 404 or 405 follows), /v2, or Swagger UI's files
+        return None
+    if openapi.checks_parameters(current_app, rule.endpoint):
+        _refuse_unknown_parameters(openapi.path_of(rule), operation)
+    _negotiate(operation.produced)
+    return None
+
+
+def _refuse_unknown_parameters(path: str, operation: _Operation):
+    fields = (*operation.parameters, "file") if operation.upload else ()
+    unknown = [name for name in request.args if name not in operation.parameters] + \
+              [name for name in params.form_fields() if name not in fields]
+    if unknown:
+        takes = ", ".join(operation.parameters) or "no parameters"
+        raise bad_request(f"{request.method} {path} takes no parameter {unknown[0]!r}; it takes "
+                          f"{takes}")
+
+
+def _negotiate(produced: list[str]):
+    """No Accept header, or */*, allows all. The /v2 protocol answers JSON (or its binary
+    extension) whatever the client asks."""
     accept = request.accept_mimetypes
     # Media type parameters do not count: a Prometheus scraper's text/plain;version=0.0.4 is the
     # text/plain that /metrics answers with (Werkzeug alone would not match them).
     ranges = MIMEAccept([(value.split(";")[0], quality) for value, quality in accept])
     if not produced or not accept or ranges.best_match(produced):
-        return None
+        return
     raise Problem(406, f"this endpoint answers {', '.join(produced)}; the Accept header "
                        f"{request.headers['Accept']!r} allows none of them")
 
 
-def _template(rule) -> str | None:
-    """The document's path for a Flask rule: /filters/<layer> is /filters/{layer}."""
-    return rule and re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
-
-
-def _produced() -> dict[tuple[str, str], list[str]]:
-    """(path, METHOD) -> the media types of its successful answers, for every operation outside
-    /v2. Computed once per app from the document: they depend on no model."""
-    cached = current_app.extensions.get(_PRODUCED)
+def _operations() -> dict[tuple[str, str], _Operation]:
+    """(path, METHOD) -> what the document says of the operation, for every operation outside
+    /v2. Computed once per app from the document: none of it depends on the model."""
+    cached = current_app.extensions.get(_OPERATIONS)
     if cached is None:
         registry = current_app.extensions[EXTENSION]
         paths = openapi.build(current_app, registry.get(None), registry.names())["paths"]
-        cached = {(path, method.upper()): openapi.success_types(operation)
+        cached = {(path, method.upper()): _Operation(
+                      openapi.success_types(operation),
+                      tuple(p["name"] for p in operation.get("parameters", [])
+                            if p["in"] == "query"),
+                      "multipart/form-data" in operation.get("requestBody", {}).get("content", {}))
                   for path, item in paths.items() if not openapi.is_v2(path)
                   for method, operation in item.items()}
-        current_app.extensions[_PRODUCED] = cached
+        current_app.extensions[_OPERATIONS] = cached
     return cached
 
 
@@ -68,6 +95,9 @@ def _openapi(served, models: list[str]) -> openapi.Part:
                            "responses": {"200": {"description": "HTML",
                                                  "content": {"text/html": {}}}}}},
         "/openapi.json": {"get": {"summary": "This document",
-                                  "responses": {"200": {"description": "OpenAPI 3.1",
-                                                        "content": {"application/json": {}}}}}}}
+                                  "parameters": [openapi.model_parameter(served, models)],
+                                  "responses": {"200": {"description": "OpenAPI 3.1, described "
+                                                                       "for the model",
+                                                        "content": {"application/json": {}}},
+                                                "404": openapi.problem_response("unknown model")}}}}
     return openapi.Part(paths)

@@ -305,7 +305,6 @@ def _summary(result: Result, objective: Objective, png: bytes) -> dict:
 def _openapi(served, models: list[str]) -> openapi.Part:
     """/dream for /openapi.json."""
     model = openapi.model_parameter(served, models)
-    unknown_model = {"404": openapi.problem_response("unknown model")}
     paths = {
         "/dream": {"post": {
             "summary": "Deep Dream an uploaded image, or maximise a target from noise or grey",
@@ -333,7 +332,7 @@ def _openapi(served, models: list[str]) -> openapi.Part:
                         "content": openapi.png_response("")["content"] | {
                             "application/json": {"schema": {"$ref": "#/components/schemas/Dream"}},
                             "text/event-stream": {"schema": {"type": "string"}}}}}
-                         | openapi.upload_problems() | unknown_model | openapi.UNEXPECTED
+                         | openapi.upload_problems() | openapi.UNKNOWN_MODEL | openapi.UNEXPECTED
                          | {"422": openapi.problem_response(
                              "not a decodable image, a parameter outside its bounds, a target "
                              "the model does not have, or more work (steps x pixels, summed "

@@ -6,8 +6,8 @@ or Grad-CAM, drawn as a heatmap PNG (the map alone, the model input's size) and 
 JSON by default; `Accept: image/png` gives the overlay alone.
 
 SmoothGrad and Integrated Gradients run `samples` / `steps` gradient runs (at most
-CNNLENS_MAX_EXPLAIN_SAMPLES) in one of the worker's gradient slots (service.runtime.gradient_slots), within
-CNNLENS_EXPLAIN_TIME_BUDGET seconds: past it the answer is a 503 with Retry-After, never a map of
+CNNLENS_MAX_EXPLAIN_SAMPLES) in one of the worker's gradient slots
+(service.runtime.gradient_slots), within CNNLENS_EXPLAIN_TIME_BUDGET seconds: past it the answer is a 503 with Retry-After, never a map of
 part of the samples. Saliency and Grad-CAM are one gradient run each, as cheap as a /predict, and
 need no slot.
 """

@@ -198,7 +198,6 @@ def _first_conv(served: Served) -> str | None:
 def _openapi(served, models: list[str]) -> openapi.Part:
     """The /filters paths for /openapi.json."""
     model = openapi.model_parameter(served, models)
-    unknown_model = {"404": openapi.problem_response("unknown model")}
     layer_names = [layer["name"] for layer in served.bundle.layers]
     layer = {"name": "layer", "in": "path", "required": True,
              "schema": {"type": "string", "enum": layer_names},
@@ -240,20 +239,24 @@ def _openapi(served, models: list[str]) -> openapi.Part:
         "/filters": {"get": {
             "summary": "Every explainable layer with its kind, size, kernel, receptive field and links",
             "parameters": [model],
-            "responses": {"200": openapi.json_response("the layers", "Layers")} | unknown_model | openapi.UNEXPECTED}},
+            "responses": {"200": openapi.json_response("the layers", "Layers")}
+                         | openapi.UNKNOWN_MODEL | openapi.UNEXPECTED}},
         "/filters/{layer}": {"get": {
             "summary": "A layer and its filters",
             "parameters": [layer, model],
-            "responses": {"200": openapi.json_response("the layer", "LayerFilters")} | not_found | openapi.UNEXPECTED}},
+            "responses": {"200": openapi.json_response("the layer", "LayerFilters")}
+                         | not_found | openapi.UNEXPECTED}},
         "/filters/{layer}/{item}": {"get": {
             "summary": "What a filter has learned (the image that maximises it), the layer's "
                        "atlas, or the first conv layer's raw kernels",
             "parameters": [layer, item, model, scale_param(served, None).openapi()],
-            "responses": {"200": openapi.png_response("the picture; a bundle's own picture (unscaled) "
-                                              "has its sha256 in the manifest as ETag"),
+            "responses": {"200": openapi.png_response("the picture; a bundle's own picture "
+                                                      "(unscaled) has its sha256 in the manifest "
+                                                      "as ETag"),
                           "304": {"description": "If-None-Match names the picture's ETag"},
                           "400": openapi.problem_response("scale is not an integer"),
-                          "422": openapi.problem_response("scale outside its bounds")} | not_found | openapi.UNEXPECTED}},
+                          "422": openapi.problem_response("scale outside its bounds")}
+                         | not_found | openapi.UNEXPECTED}},
         "/filters/{layer}/{index}/examples": {"get": {
             "summary": "A unit's dataset examples: the training digits that excite it most, "
                        "with (conv layers) where it fires; whether it is dead, how often it "

@@ -38,15 +38,16 @@ def one_model(name: str):
 @blueprint.openapi
 def _openapi(served, models: list[str]) -> openapi.Part:
     """The /models paths for /openapi.json."""
-    unknown_model = {"404": openapi.problem_response("unknown model")}
     paths = {
         "/models": {"get": {"summary": "The model repository: every served model",
-                            "responses": {"200": openapi.json_response("the models", "Models")} | openapi.UNEXPECTED}},
+                            "responses": {"200": openapi.json_response("the models", "Models")}
+                                         | openapi.UNEXPECTED}},
         "/models/{name}": {"get": {
             "summary": "One served model",
             "parameters": [{"name": "name", "in": "path", "required": True,
                             "schema": {"type": "string", "enum": models}}],
-            "responses": {"200": openapi.json_response("the model", "ModelInfo")} | unknown_model | openapi.UNEXPECTED}}}
+            "responses": {"200": openapi.json_response("the model", "ModelInfo")}
+                         | openapi.UNKNOWN_MODEL | openapi.UNEXPECTED}}}
     schemas = {
         "ModelInfo": {"type": "object",
                       "required": ["name", "version", "labels", "input", "metrics", "layers"],

@@ -18,7 +18,8 @@ from service.plumbing import openapi
 from service.plumbing.problems import not_found
 
 STATIC = Path(__file__).parents[1] / "static"
-blueprint = openapi.Documented("page", __name__)
+# A page for browsers: its URLs pick up tracking and cache-busting parameters.
+blueprint = openapi.Documented("page", __name__, checks_parameters=False)
 
 CSP = "; ".join([
     "default-src 'self'",

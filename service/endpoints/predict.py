@@ -80,15 +80,15 @@ def _feature_map_png(activation: np.ndarray) -> str:
 def _openapi(served, models: list[str]) -> openapi.Part:
     """/predict for /openapi.json."""
     model = openapi.model_parameter(served, models)
-    unknown_model = {"404": openapi.problem_response("unknown model")}
     paths = {
         "/predict": {"post": {
             "summary": "Classify one or more images; optionally the degree of activation of "
                        "every filter and feature maps",
             "parameters": [model] + [p.openapi() for p in parameters(served)],
             "requestBody": openapi.upload_body(served, True, served.settings.max_batch),
-            "responses": {"200": openapi.json_response("one result per image, in order", "Prediction")}
-                         | openapi.upload_problems() | unknown_model | openapi.UNEXPECTED}}}
+            "responses": {"200": openapi.json_response("one result per image, in order",
+                                                       "Prediction")}
+                         | openapi.upload_problems() | openapi.UNKNOWN_MODEL | openapi.UNEXPECTED}}}
     schemas = {
         "Prediction": {
             "type": "object", "required": ["model", "preprocess", "results"],
@@ -115,6 +115,8 @@ def _openapi(served, models: list[str]) -> openapi.Part:
                                            "degree of activation) and the max",
                             "type": "object", "additionalProperties": {
                                 "type": "object", "required": ["mean", "max"],
-                                "properties": {"mean": openapi.NUMBER_LIST, "max": openapi.NUMBER_LIST}}},
-                        "feature_maps": {"type": "object", "additionalProperties": openapi.PNG_BASE64}}}}}}}
+                                "properties": {"mean": openapi.NUMBER_LIST,
+                                               "max": openapi.NUMBER_LIST}}},
+                        "feature_maps": {"type": "object",
+                                         "additionalProperties": openapi.PNG_BASE64}}}}}}}
     return openapi.Part(paths, schemas)

@@ -45,7 +45,8 @@ from service.plumbing.problems import Problem, drain_oversized_body
 from service.runtime.preprocess import MODES, PREPROCESS_SIDE, default_mode, model_input
 from service.runtime.served import EXTENSION, Served
 
-blueprint = openapi.Documented("v2", __name__)
+# The Open Inference Protocol's own rules for parameters.
+blueprint = openapi.Documented("v2", __name__, checks_parameters=False)
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"   # of the service and its HTTP API
@@ -84,7 +85,8 @@ def _v2_error(error: V2Error):
 
 @blueprint.errorhandler(Problem)
 def _problem(error: Problem):
-    """service.plumbing.images reports a bad image as a Problem (413, 422...): to the protocol, a 400."""
+    """service.plumbing.images reports a bad image as a Problem (413, 422...): to the protocol,
+    a 400."""
     return _error(400, error.detail)
 
 

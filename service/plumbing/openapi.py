@@ -6,9 +6,11 @@ gives them for the served model. `build` assembles what an app's blueprints decl
 and layer names in the document are the ones in force. Nothing here knows an endpoint."""
 from __future__ import annotations
 
+import re
 from typing import Callable, NamedTuple
 
 from flask import Blueprint, Flask
+from werkzeug.routing import Rule
 
 from service.plumbing.images import MEDIA_TYPES
 
@@ -37,13 +39,32 @@ class Part(NamedTuple):
 class Documented(Blueprint):
     """A blueprint that declares its part of the document: `@blueprint.openapi` on a function
     (served, models) -> Part, where `served` is the model described (a runtime Served) and
-    `models` the names of every served model."""
+    `models` the names of every served model.
+
+    Its routes refuse parameters their operations do not declare (a typo must not pass
+    silently), unless `checks_parameters` is False: pages for browsers, whose URLs pick up
+    tracking and cache-busting parameters, and protocols with their own rules (/v2)."""
 
     describe: Callable[..., Part] | None = None
+
+    def __init__(self, *args, checks_parameters: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.checks_parameters = checks_parameters
 
     def openapi(self, describe: Callable[..., Part]) -> Callable[..., Part]:
         self.describe = describe
         return describe
+
+
+def checks_parameters(app: Flask, endpoint: str) -> bool:
+    """Whether the route of Flask endpoint `endpoint` refuses parameters it does not declare."""
+    blueprint = app.blueprints.get(endpoint.rpartition(".")[0])
+    return isinstance(blueprint, Documented) and blueprint.checks_parameters
+
+
+def path_of(rule: Rule) -> str:
+    """The document's path for a Flask rule: /filters/<layer> is /filters/{layer}."""
+    return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
 
 
 def problem_response(description: str) -> dict:
@@ -63,6 +84,7 @@ def png_response(description: str) -> dict:
 
 
 UNEXPECTED = {"500": problem_response("unexpected server error (details only in the server log)")}
+UNKNOWN_MODEL = {"404": problem_response("unknown model")}
 
 
 def busy_response(why: str) -> dict:
@@ -118,7 +140,7 @@ def one_image_operation(served, models: list[str], summary: str, parameters: lis
         "responses": {"200": {"description": answers,
                               "content": {"application/json": {"schema": schema}}
                                          | png_response("")["content"]}}
-                     | upload_problems() | {"404": problem_response("unknown model")}
+                     | upload_problems() | UNKNOWN_MODEL
                      | UNEXPECTED}}
 
 
@@ -129,6 +151,34 @@ def _not_acceptable(paths: dict) -> dict:
             if not is_v2(path) and success_types(operation):
                 operation["responses"]["406"] = problem_response(
                     "the Accept header allows none of the media types of this operation's answers")
+    return paths
+
+
+def _form_fields(paths: dict) -> dict:
+    """An upload's parameters may come as multipart form fields too (service.plumbing.params)."""
+    for item in paths.values():
+        for operation in item.values():
+            form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
+            if form:
+                form["schema"]["properties"] |= {
+                    p["name"]: p["schema"] | {"description": f"as the query parameter: "
+                                                             f"{p['description']}"}
+                    for p in operation.get("parameters", []) if p["in"] == "query"}
+    return paths
+
+
+def _unknown_parameters(app: Flask, paths: dict) -> dict:
+    """Every operation that refuses undeclared parameters says so in its 400."""
+    why = ("a parameter this operation does not take (the detail names those it does), or one "
+           "given in the query and the form with different values")
+    for rule in app.url_map.iter_rules():
+        item = paths.get(path_of(rule))
+        if item is None or not checks_parameters(app, rule.endpoint):
+            continue
+        for method in rule.methods & {m.upper() for m in item}:
+            responses = item[method.lower()]["responses"]
+            said = responses.get("400", {}).get("description")
+            responses["400"] = problem_response(f"{said}; or {why}" if said else why)
     return paths
 
 
@@ -160,8 +210,10 @@ def build(app: Flask, served, models: list[str]) -> dict:
                                 "/openapi.json?model=NAME): predictions, filter visualisations "
                                 "and Deep Dream. Errors are RFC 9457 problem details. A "
                                 "malformed parameter is a 400, a well-formed one outside its "
-                                "bounds a 422."},
-        "paths": _not_acceptable(paths),
+                                "bounds a 422, and one the operation does not take a 400 (but "
+                                "on /v2 and the playground's pages). An upload's parameters may "
+                                "come in the query or as multipart form fields."},
+        "paths": _not_acceptable(_unknown_parameters(app, _form_fields(paths))),
         "components": {"schemas": schemas,
                        "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}}},
     }

@@ -1,13 +1,20 @@
-"""Query parameters, each declared once with its type, default and bounds: handlers read them with
+"""Parameters, each declared once with its type, default and bounds: handlers read them with
 `Param.read` and /openapi.json describes them with `Param.openapi`, so the document states the
 bounds that are enforced. A value of the wrong type is a 400; a well-formed value outside its
-bounds is a 422; the detail says what is allowed."""
+bounds is a 422; the detail says what is allowed.
+
+A parameter comes in the query string or, with a multipart upload, as a form field beside the
+file (`curl -F file=@7.png -F top_k=1`, as TorchServe and most upload APIs take it), with the same
+bounds either way. Given in both with different values it is a 400 naming it: which one was meant
+cannot be told. (A parameter no operation declares is
+refused before the handler runs: service.endpoints.docs.)"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
 from flask import request
+from werkzeug.datastructures import MultiDict
 
 from service.plumbing.problems import bad_request, unprocessable
 
@@ -26,7 +33,7 @@ class Param:
     choices: tuple[str, ...] = ()
 
     def read(self):
-        raw = request.args.get(self.name)
+        raw = given(self.name)
         if raw is None:
             return self.default
         value = {int: self._integer, float: self._number, bool: self._boolean,
@@ -70,6 +77,21 @@ class Param:
         if self.choices and raw not in self.choices:
             raise unprocessable(f"{self.name}={raw!r} is not one of {', '.join(self.choices)}")
         return raw
+
+
+def given(name: str) -> str | None:
+    """The raw value of parameter `name`, from the query or the form; None when absent."""
+    query, form = request.args.get(name), form_fields().get(name)
+    if query is not None and form is not None and query != form:
+        raise bad_request(f"{name} is given twice with different values: {query!r} in the query "
+                          f"and {form!r} in the form; give it once")
+    return query if query is not None else form
+
+
+def form_fields() -> dict[str, str] | MultiDict:
+    """A multipart upload's text fields. Any other body's are none: a urlencoded body here is a
+    mislabelled image or JSON, which the image reader refuses with a 415."""
+    return request.form if request.mimetype == "multipart/form-data" else {}
 
 
 def read_all(declared: list[Param]) -> dict:

@@ -24,7 +24,8 @@ PREPROCESS_SIDE = 512
 
 
 def from_request(request, spec: dict, mode: str, max_images: int, max_pixels: int) -> np.ndarray:
-    """The request's images (decoded by service.plumbing.images), preprocessed: an N x C x H x W batch."""
+    """The request's images (decoded by service.plumbing.images), preprocessed: an N x C x H x W
+    batch."""
     decoded = images.from_request(request, max_images, max_pixels, shrink_to=PREPROCESS_SIDE)
     return np.stack([model_input(image, spec, mode) for image in decoded])
 

@@ -8,12 +8,13 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from flask import current_app, request
+from flask import current_app, g
 
 from lens import bundle as bundles
 from lens.optvis.objectives import Objective, feeds
 from lens.optvis.render import GradientGraph
 from service import observability
+from service.plumbing import params
 from service.plumbing.problems import not_found
 from service.runtime import weights
 from service.settings import Settings
@@ -86,9 +87,10 @@ class _TimedGraph(GradientGraph):
 
 
 def current() -> Served:
-    """The bundle the request asks for with `?model=` (the default model without it)."""
+    """The bundle the request asks for with `model` (the default model without it), whose name
+    the request log reads from g.requested_model."""
     registry = current_app.extensions[EXTENSION]
-    name = request.args.get("model")
+    name = g.requested_model = params.given("model")
     try:
         return registry.get(name)
     except KeyError:

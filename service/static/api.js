@@ -10,18 +10,22 @@ export class ApiError extends Error {
 }
 
 let model = null;   // null: the server's default model (no ?model= at all)
+// The model repository lists every model: it takes no ?model= (and the API refuses parameters an
+// endpoint does not take).
+const EVERY_MODEL = new Set(["/models"]);
 
 export function useModel(name) {
   model = name;
 }
 
-// Adds ?model= when a model other than the default is chosen, to every URL, images included.
+// Adds ?model= when a model other than the default is chosen, to every URL of one model, images
+// included.
 export function url(path, params = {}) {
   const query = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
     if (value !== undefined && value !== null && value !== "") query.set(key, value);
   }
-  if (model) query.set("model", model);
+  if (model && !EVERY_MODEL.has(path)) query.set("model", model);
   const text = query.toString();
   return text ? `${path}?${text}` : path;
 }

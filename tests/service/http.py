@@ -60,18 +60,21 @@ class Client:
         return self.request("POST", path, body, headers)
 
     def post_files(self, path: str, files: list[bytes], field: str = "file",
-                   headers: dict[str, str] | None = None) -> Reply:
-        boundary, body = multipart(files, field)
+                   headers: dict[str, str] | None = None,
+                   fields: dict[str, str] | None = None) -> Reply:
+        """`files` as parts named `field`, then `fields` as text fields, as curl -F sends them."""
+        boundary, body = multipart(files, field, fields)
         return self.post(path, body, f"multipart/form-data; boundary={boundary}", headers)
 
     def post_json(self, path: str, document, headers: dict[str, str] | None = None) -> Reply:
         return self.post(path, json.dumps(document).encode(), "application/json", headers)
 
 
-def multipart(files: list[bytes], field: str = "file") -> tuple[str, bytes]:
+def multipart(files: list[bytes], field: str = "file",
+              fields: dict[str, str] | None = None) -> tuple[str, bytes]:
     parts = MultiDict([(field, FileStorage(io.BytesIO(data), filename=f"{i}.img",
                                            content_type="application/octet-stream"))
-                       for i, data in enumerate(files)])
+                       for i, data in enumerate(files)] + list((fields or {}).items()))
     return encode_multipart(parts)
 
 

@@ -1,6 +1,6 @@
-"""Faults on a real gunicorn: slow clients (service/runtime/worker.py), a worker killed with SIGKILL under
-load, bundle files corrupted on disk while they are being served, and workers that cannot load
-them."""
+"""Faults on a real gunicorn: slow clients (service/runtime/worker.py), a worker killed with
+SIGKILL under load, bundle files corrupted on disk while they are being served, and workers that
+cannot load them."""
 from __future__ import annotations
 
 import http.client
@@ -295,7 +295,8 @@ def test_a_worker_that_cannot_load_stops_the_server_only_at_first_boot(tmp_path,
 
 def test_sighup_while_a_worker_is_still_loading_does_not_kill_it(tmp_path):
     """gunicorn resets SIGHUP to terminate until the app is loaded: a reload asked for while a
-    replacement worker boots must not kill it (service/runtime/worker.py keeps it for after the load)."""
+    replacement worker boots must not kill it (service/runtime/worker.py keeps it for after the
+    load)."""
     log = tmp_path / "gunicorn.log"
     with serving(gunicorn_env(), log) as (process, base):
         workers = _children(process.pid)

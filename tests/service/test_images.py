@@ -1,5 +1,5 @@
-"""service.plumbing.images and service.runtime.preprocess: every image mode, and the MNIST-style preprocessing,
-checked against numpy computations and the model run directly."""
+"""service.plumbing.images and service.runtime.preprocess: every image mode, and the MNIST-style
+preprocessing, checked against numpy computations and the model run directly."""
 from __future__ import annotations
 
 import io

@@ -1,5 +1,5 @@
-"""service.runtime.weights reads the first Conv's kernels from model.onnx without the onnx package: checked
-against onnx's own reading (onnx.numpy_helper), on the default bundle and on small models built
+"""service.runtime.weights reads the first Conv's kernels from model.onnx without the onnx
+package: checked against onnx's own reading (onnx.numpy_helper), on the default bundle and on small models built
 with onnx.helper, in every encoding a TensorProto's float32s can have."""
 from __future__ import annotations
 

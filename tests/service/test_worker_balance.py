@@ -1,5 +1,5 @@
-"""Kept-alive connections spread evenly over gunicorn's workers (service/runtime/worker.py), on a real
-gunicorn: a burst of as many connections as the server has threads, as a client pool opens them,
+"""Kept-alive connections spread evenly over gunicorn's workers (service/runtime/worker.py), on a
+real gunicorn: a burst of as many connections as the server has threads, as a client pool opens them,
 puts as many on each worker as it has threads, even when a worker gets no CPU while the burst
 arrives; a burst of four times that, within a worker's threads of an even share; and a worker
 stopped for good does not keep the connections left to it waiting."""

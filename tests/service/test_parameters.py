@@ -1,0 +1,130 @@
+"""Parameters as people send them: in the query or as multipart form fields beside the file, with
+the same bounds and errors; the same one both ways with different values is a 400 naming it; and
+on the native API a parameter an operation does not take is a 400 naming those it does (a typo
+must not pass silently), while the playground's pages and the /v2 protocol take what they are
+given. Each runs on Flask's test client and on gunicorn."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.service import imagefiles
+from tests.service.http import Client, InProcess
+
+PATH_EXAMPLES = {"layer": "conv1", "item": "0", "index": "0", "name": "mnist-cnn"}
+
+
+@pytest.fixture(params=["flask", "gunicorn"])
+def lax_api(request) -> Client:
+    """A client that may send what the document does not declare (the contract check refuses)."""
+    if request.param == "flask":
+        return InProcess(request.getfixturevalue("app"))
+    return Client(request.getfixturevalue("server").base)
+
+
+@pytest.fixture(scope="module")
+def seven(digits) -> bytes:
+    pixels, labels = digits
+    return imagefiles.mnist_png(pixels[list(labels).index(7)])
+
+
+def test_a_form_field_is_read_like_the_query(api, seven):
+    by_form = api.post_files("/predict", [seven], fields={"top_k": "1", "activations": "true"})
+    by_query = api.post_files("/predict?top_k=1&activations=true", [seven])
+    assert by_form.status == by_query.status == 200, by_form.body
+    assert by_form.json() == by_query.json()
+    assert len(by_form.json()["results"][0]["top_k"]) == 1
+    assert "activations" in by_form.json()["results"][0]
+
+
+@pytest.mark.parametrize("value, status, said", [("0", 422, "outside"), ("99", 422, "outside"),
+                                                 ("one", 400, "not an integer")])
+def test_a_form_field_has_the_query_parameters_bounds(api, seven, value, status, said):
+    reply = api.post_files("/predict", [seven], fields={"top_k": value})
+    assert reply.status == status
+    assert said in reply.json()["detail"] and "top_k" in reply.json()["detail"]
+
+
+def test_dream_parameters_as_form_fields(api, seven):
+    reply = api.post_files("/dream", [seven], fields={"octaves": "1", "steps": "3"})
+    assert reply.status == 200, reply.body
+    assert reply.headers["x-dream-steps-done"] == "3"
+
+
+def test_the_model_as_a_form_field(api, seven):
+    assert api.post_files("/predict", [seven], fields={"model": "mnist-cnn"}).status == 200
+    unknown = api.post_files("/predict", [seven], fields={"model": "nope"})
+    assert unknown.status == 404 and "'nope'" in unknown.json()["detail"]
+
+
+def test_the_same_parameter_both_ways_with_different_values_is_a_400_naming_it(api, seven):
+    reply = api.post_files("/predict?top_k=1", [seven], fields={"top_k": "2"})
+    assert reply.status == 400
+    assert reply.mimetype == "application/problem+json"
+    assert re.search(r"top_k is given twice .*'1' in the query and '2' in the form",
+                     reply.json()["detail"])
+    assert api.post_files("/predict?top_k=1", [seven], fields={"top_k": "1"}).status == 200
+
+
+def _strict_operations(document: dict) -> list[tuple[str, str, list[str]]]:
+    """(METHOD, URL, query parameters) of every operation of the native API, its path filled in."""
+    return [(method.upper(), re.sub(r"\{(\w+)\}", lambda m: PATH_EXAMPLES[m.group(1)], path),
+             [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"])
+            for path, item in document["paths"].items()
+            if not path.startswith(("/v2", "/static", "/docs")) and path != "/"
+            for method, operation in item.items()]
+
+
+def test_every_native_operation_is_checked(contract):
+    checked = {url for _, url, _ in _strict_operations(contract.document)}
+    assert {"/predict", "/dream", "/explain", "/feature-maps", "/filters", "/filters/conv1/0",
+            "/healthz", "/metrics", "/models", "/openapi.json", "/admin/reload"} <= checked
+
+
+def test_an_unknown_query_parameter_is_a_400_naming_the_valid_ones(lax_api, contract):
+    for method, url, declared in _strict_operations(contract.document):
+        reply = lax_api.request(method, url + "?topk=1")
+        assert reply.status == 400, (method, url, reply.body)
+        assert reply.mimetype == "application/problem+json"
+        detail = reply.json()["detail"]
+        assert "'topk'" in detail, detail
+        assert all(name in detail for name in declared), (detail, declared)
+        operation = contract.document["paths"][next(
+            path for path in contract.document["paths"]
+            if re.fullmatch(re.sub(r"\{\w+\}", "[^/]+", path), url))][method.lower()]
+        assert "does not take" in operation["responses"]["400"]["description"]
+
+
+def test_a_typo_beside_a_good_parameter_is_still_refused(lax_api, seven):
+    reply = lax_api.post_files("/predict?top_k=1&activation=true", [seven])
+    assert reply.status == 400
+    assert "'activation'" in reply.json()["detail"]
+    assert "activations" in reply.json()["detail"]
+
+
+def test_an_unknown_form_field_is_a_400(lax_api, seven):
+    reply = lax_api.post_files("/predict", [seven], fields={"topk": "1"})
+    assert reply.status == 400
+    assert "'topk'" in reply.json()["detail"] and "top_k" in reply.json()["detail"]
+
+
+@pytest.mark.parametrize("url", ["/?utm_source=newsletter", "/static/app.js?v=2",
+                                 "/v2/health/live?verbose=1", "/v2/models/mnist-cnn?x=1"])
+def test_pages_and_the_v2_protocol_take_what_they_are_given(lax_api, url):
+    assert lax_api.get(url).status == 200
+
+
+def test_the_document_lists_an_uploads_parameters_as_form_fields(contract):
+    operation = contract.document["paths"]["/predict"]["post"]
+    form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    for parameter in operation["parameters"]:
+        field = dict(form[parameter["name"]])
+        assert field.pop("description").endswith(parameter["description"])
+        assert field == parameter["schema"]
+
+
+def test_a_urlencoded_body_is_not_a_form_of_parameters(api):
+    """`curl -d` labels anything as a form: that is a mislabelled body (415), not parameters."""
+    reply = api.post("/predict", b'{"image": "iVBORw0KGgo="}', "application/x-www-form-urlencoded")
+    assert reply.status == 415
