@@ -19,7 +19,7 @@ and its endpoint label keeps it apart); a scrape does not include itself.
 **Logs.** Every request, errors included, gets one JSON line on stdout (logger `service.access`,
 not propagated, so it is not repeated in gunicorn's error log on stderr, which keeps gunicorn's
 own lines and the service's warnings and tracebacks); it replaces gunicorn's access log. Its
-`model` is the request's `?model=`, else the route's `{name}` (`/models/{name}`,
+`model` is the model the request asked for (query or form), else the route's `{name}` (`/models/{name}`,
 `/v2/models/{name}/...`), else the default model. The `X-Request-ID` a client sends is kept if
 it is printable ASCII of at most 128 characters, else a uuid4 hex is made; either way it is
 echoed on the response, 4xx and 500 included.
@@ -212,7 +212,8 @@ def _teardown(error: BaseException | None, default_model: str) -> None:
     REQUEST_SECONDS.labels(endpoint).observe(seconds)
     fields = {"method": request.method, "path": request.path[:_MAX_LOGGED], "status": status,
               "duration_ms": round(seconds * 1000, 3),
-              "model": (g.get("requested_model") or (request.view_args or {}).get("name")
+              "model": (g.get("requested_model") or request.args.get("model")
+                        or (request.view_args or {}).get("name")
                         or default_model or "")[:_MAX_LOGGED] or None,
               "request_id": g.get("request_id"), "remote_addr": request.remote_addr,
               "bytes": size, "endpoint": endpoint, "pid": os.getpid()}

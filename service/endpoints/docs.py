@@ -1,7 +1,9 @@
 """GET /openapi.json (OpenAPI 3.1), assembled from what every endpoint declares
 (service.plumbing.openapi), and Swagger UI at /docs, served from the flask-swagger-ui package (no
 CDN). What the document says of an operation is also kept for every request before any work is
-done: a parameter it does not take is a 400, an Accept header it cannot satisfy a 406."""
+done: a parameter it does not take is a 400 (on the blueprints that check parameters:
+plumbing.openapi.Documented), an Accept header it cannot satisfy a 406. HEAD and OPTIONS, which
+Flask answers for every route, are not checked."""
 from __future__ import annotations
 
 from typing import NamedTuple

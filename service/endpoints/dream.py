@@ -101,11 +101,15 @@ def dream():
     values = params.read_all(parameters(served))
     objective = targets.parse(values["targets"], _output_layer(served))
     settings = replace(_DEFAULTS, **{field: values[field] for field in _RENDER_FIELDS})
-    has_image = bool(request.content_length) or request.mimetype in images.UPLOAD_TYPES
+    has_image = "file" in request.files if request.mimetype == "multipart/form-data" else \
+        bool(request.content_length) or request.mimetype in images.UPLOAD_TYPES
     start_kind = values["start"] or ("image" if has_image else "noise")
     if start_kind == "image":
         start, finish = _from_upload(served, values["preprocess"])
     else:
+        if has_image:   # unused, but still an upload: a malformed one is refused as anywhere else
+            images.from_request(request, 1, served.settings.max_pixels,
+                                max_side=_largest_side(served))
         start, finish = _synthetic(served, start_kind, objective, values)
     settings = _with_default_octaves(served, settings, objective, start.shape[1:], values)
     _check_work(start.shape[1:], settings, served.settings.max_dream_work)

@@ -97,7 +97,6 @@ def _docs_csp(html: str) -> str:
 @blueprint.openapi
 def _openapi(served, models: list[str]) -> openapi.Part:
     """The page's routes for /openapi.json (every route is documented there)."""
-    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     return openapi.Part(paths={
         "/": {"get": {"summary": "The web playground: draw or upload a digit, see the "
                                  "prediction, activations, filters and dreams",
@@ -110,5 +109,5 @@ def _openapi(served, models: list[str]) -> openapi.Part:
             "responses": {"200": {"description": "the file",
                                   "content": {media: {} for media in _TYPES.values()}},
                           "304": {"description": "not modified"},
-                          "404": {"description": "no such file", "content": problem}}}},
+                          "404": openapi.problem_response("no such file")}}},
     })

@@ -35,7 +35,8 @@ class FormDataParser(WerkzeugFormDataParser):
                 raise BadRequest("a multipart part has no Content-Disposition with a name")
             if filename is None:
                 if self.max_form_memory_size is not None and len(payload) > self.max_form_memory_size:
-                    raise RequestEntityTooLarge()
+                    raise RequestEntityTooLarge(f"the form field {name!r} is over "
+                                                f"{self.max_form_memory_size} bytes")
                 form.append((name, payload.decode("utf-8", "replace")))
             else:
                 files.append((name, FileStorage(io.BytesIO(payload), filename, name,

@@ -100,8 +100,8 @@ def register(app: Flask) -> None:
         # 405 must keep its Allow header; Werkzeug puts it in get_headers().
         allow = {k: v for k, v in error.get_headers() if k == "Allow"}
         detail = error.description or error.name
-        if error.code == 413:
-            limit = app.config["MAX_CONTENT_LENGTH"]
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if error.code == 413 and (request.content_length or 0) > limit:
             detail = f"the request body is larger than the {limit} bytes this server accepts"
             drain_oversized_body(limit)
         return response(error.code or 500, _TITLES.get(error.code, error.name), detail, allow)

@@ -15,7 +15,7 @@ the application answers the truncated request as the bad input it is (a 4xx).
 Connections are spread over the workers: every worker publishes how many connections it holds in
 a table the workers share, and a worker that holds as many as it has threads leaves a new
 connection to a live worker holding fewer, looking again every ACCEPT_YIELD seconds; it takes the
-connection itself when none holds fewer, or when one has left it waiting for PEER_PATIENCE (a
+connection itself when none holds fewer, or once a burst has waited PEER_PATIENCE for them (a
 worker stopped or starved of the CPU that long cannot serve it sooner anyway). gthread lets
 whichever worker wakes first accept, and the first one often takes most of a burst: a client pool
 of 8 kept-alive connections then runs mostly on one worker, and one core, for as long as it lives
@@ -72,7 +72,8 @@ class ThreadWorker(gthread.ThreadWorker):
         self.registry = None
         self.reload_pending = False
         self.accept_paused_until = -math.inf   # time.monotonic(): others may accept until then
-        self.leaving_since = None              # time.monotonic() a connection was first left
+        self.leaving_since = None              # time.monotonic() this worker began to leave some
+        self.last_left = -math.inf             # and when it last found one it could leave
         self.slot = None                       # this worker's row in _PEERS, while it accepts
         super().init_process()
 
@@ -120,8 +121,11 @@ class ThreadWorker(gthread.ThreadWorker):
             self.leaving_since = None
             return False
         now = time.monotonic()
-        if self.leaving_since is None:
+        # Connections it looks at again every ACCEPT_YIELD belong to one burst; after a quiet
+        # spell, a new burst waits for the peers afresh.
+        if self.leaving_since is None or now - self.last_left > 2 * ACCEPT_YIELD:
             self.leaving_since = now
+        self.last_left = now
         return now - self.leaving_since < PEER_PATIENCE
 
     def set_accept_enabled(self, enabled):

@@ -177,3 +177,10 @@ def test_the_default_dream_of_a_picture_has_four_octaves_of_twelve_steps(api):
     small = imagefiles.encode(Image.new("RGB", (100, 160), (30, 120, 200)))
     assert _octaves_and_steps(api, "targets=conv2", small) == (1, 64)
     assert _octaves_and_steps(api, "targets=class:3&preprocess=digit", photo) == (1, 64)
+
+
+@pytest.mark.parametrize("body", [b"null", b'{"image": "not base64!"}'])
+def test_a_malformed_body_beside_a_synthetic_start_is_still_refused(api, body):
+    """start=grey does not use the body, but a body that is no image is a 400 as anywhere else."""
+    reply = api.post("/dream?start=grey&steps=2&targets=conv1:0", body, "application/json")
+    assert reply.status == 400, reply.body

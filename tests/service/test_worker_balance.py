@@ -65,10 +65,10 @@ def _open(address, size: int) -> list[http.client.HTTPConnection]:
     return connections
 
 
-def _requests(connections: list[http.client.HTTPConnection]):
+def _requests(connections: list[http.client.HTTPConnection], name: str = "conn"):
     for round_ in range(REQUESTS_PER_CONNECTION):
         for n, connection in enumerate(connections):
-            connection.request("GET", "/healthz", headers={"X-Request-ID": f"conn{n}-{round_}"})
+            connection.request("GET", "/healthz", headers={"X-Request-ID": f"{name}{n}-{round_}"})
         for connection in connections:
             reply = connection.getresponse()
             reply.read()
@@ -77,8 +77,8 @@ def _requests(connections: list[http.client.HTTPConnection]):
         connection.close()
 
 
-def _connections_per_worker(log_path, size: int) -> Counter:
-    pids = _workers_of(log_path.read_text(), "conn")
+def _connections_per_worker(log_path, size: int, name: str = "conn") -> Counter:
+    pids = _workers_of(log_path.read_text(), name)
     assert len(pids) == size
     assert all(len(served_by) == 1 for served_by in pids.values()), pids   # kept alive
     return Counter(next(iter(served_by)) for served_by in pids.values())
@@ -93,6 +93,17 @@ def test_a_burst_of_kept_alive_connections_is_shared_evenly(tmp_path, size, tole
     assert len(per_worker) == WORKERS, per_worker
     assert all(abs(count - size // WORKERS) <= tolerance for count in per_worker.values()), \
         per_worker
+
+
+def test_every_burst_is_shared_not_only_the_first(tmp_path):
+    """A worker waits for its peers afresh in each burst, after a pause longer than its patience."""
+    size = WORKERS * THREADS
+    with _every_worker_serving(tmp_path) as (address, log_path, pids):
+        _requests(_open(address, size), "first")
+        time.sleep(2 * PEER_PATIENCE)
+        _requests(_open(address, size), "second")
+    for burst in ("first", "second"):
+        assert _connections_per_worker(log_path, size, burst) == {pid: THREADS for pid in pids}
 
 
 def test_a_worker_without_the_cpu_for_a_moment_still_gets_its_share(tmp_path):
