@@ -43,7 +43,8 @@ class Documented(Blueprint):
 
     Its routes refuse parameters their operations do not declare (a typo must not pass
     silently), unless `checks_parameters` is False: pages for browsers, whose URLs pick up
-    tracking and cache-busting parameters, and protocols with their own rules (/v2)."""
+    tracking and cache-busting parameters, protocols with their own rules (/v2), and endpoints
+    that must not answer anything before their own checks (/admin)."""
 
     describe: Callable[..., Part] | None = None
 
@@ -211,8 +212,8 @@ def build(app: Flask, served, models: list[str]) -> dict:
                                 "and Deep Dream. Errors are RFC 9457 problem details. A "
                                 "malformed parameter is a 400, a well-formed one outside its "
                                 "bounds a 422, and one the operation does not take a 400 (but "
-                                "on /v2 and the playground's pages). An upload's parameters may "
-                                "come in the query or as multipart form fields."},
+                                "on /v2, /admin and the playground's pages). An upload's "
+                                "parameters may come in the query or as multipart form fields."},
         "paths": _not_acceptable(_unknown_parameters(app, _form_fields(paths))),
         "components": {"schemas": schemas,
                        "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}}},
