@@ -101,13 +101,12 @@ def dream():
     values = params.read_all(parameters(served))
     objective = targets.parse(values["targets"], _output_layer(served))
     settings = replace(_DEFAULTS, **{field: values[field] for field in _RENDER_FIELDS})
-    has_image = "file" in request.files if request.mimetype == "multipart/form-data" else \
-        bool(request.content_length) or request.mimetype in images.UPLOAD_TYPES
+    has_image = bool(request.content_length) or request.mimetype in images.UPLOAD_TYPES
     start_kind = values["start"] or ("image" if has_image else "noise")
     if start_kind == "image":
         start, finish = _from_upload(served, values["preprocess"])
     else:
-        if has_image:   # unused, but still an upload: a malformed one is refused as anywhere else
+        if _sent_an_image():   # unused, but a malformed one is refused as anywhere else
             images.from_request(request, 1, served.settings.max_pixels,
                                 max_side=_largest_side(served))
         start, finish = _synthetic(served, start_kind, objective, values)
@@ -239,6 +238,14 @@ def _check_work(size: tuple[int, int], settings: RenderSettings, limit: int) -> 
     raise unprocessable(f"this dream is {cost} pixel-steps (steps x pixels, summed over "
                         f"octaves, plus 2 full-size runs); the limit is {limit}: use fewer "
                         f"steps or octaves or a smaller image ({advice})")
+
+
+def _sent_an_image() -> bool:
+    """A body that means to be an image: a multipart one with a file (else it carries only
+    parameters), or any other that is not empty."""
+    if request.mimetype == "multipart/form-data":
+        return "file" in request.files
+    return bool(request.content_length)
 
 
 def _from_upload(served: Served, mode: str):

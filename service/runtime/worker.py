@@ -43,6 +43,7 @@ import socket
 import threading
 import time
 
+import numpy as np
 from gunicorn.workers import gthread
 
 from service.settings import Settings
@@ -182,14 +183,14 @@ class _PeerTable:
 
     def __init__(self):
         self._memory = mmap.mmap(-1, self.ROWS * 16)
-        self._rows = memoryview(self._memory).cast("q", (self.ROWS, 2))   # (pid, connections)
+        self._rows = np.frombuffer(self._memory, np.int64).reshape(self.ROWS, 2)   # pid, conns
 
     def claim(self, age: int) -> int | None:
         """A free row for this worker, from the one its fork number gives (gunicorn numbers
         workers, so the workers alive never start from the same row)."""
         for offset in range(self.ROWS):
             row = (age + offset) % self.ROWS
-            if not _alive(self._rows[row, 0]):
+            if not _alive(int(self._rows[row, 0])):
                 self._rows[row, 1] = 0
                 self._rows[row, 0] = os.getpid()
                 return row
@@ -204,8 +205,8 @@ class _PeerTable:
             self._rows[row, 1] = connections
 
     def one_holds_fewer(self, row: int | None, connections: int) -> bool:
-        return any(other != row and self._rows[other, 1] < connections and
-                   _alive(self._rows[other, 0]) for other in range(self.ROWS))
+        fewer = np.flatnonzero((self._rows[:, 0] > 0) & (self._rows[:, 1] < connections))
+        return any(other != row and _alive(int(self._rows[other, 0])) for other in fewer)
 
 
 def _alive(pid: int) -> bool:

@@ -130,9 +130,9 @@ def test_a_urlencoded_body_is_not_a_form_of_parameters(api):
     assert reply.status == 415
 
 
-def test_a_dream_from_form_fields_alone_starts_from_noise(api):
-    reply = api.post_files("/dream", [], fields={"targets": "conv1:0", "width": "32",
-                                                 "height": "24", "steps": "2"})
+def test_a_dream_from_form_fields_alone(api):
+    reply = api.post_files("/dream", [], fields={"start": "noise", "targets": "conv1:0",
+                                                 "width": "32", "height": "24", "steps": "2"})
     assert reply.status == 200, reply.body
     assert Image.open(io.BytesIO(reply.body)).size == (32, 24)
 
