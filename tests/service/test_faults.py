@@ -303,7 +303,10 @@ def test_sighup_while_a_worker_is_still_loading_does_not_kill_it(tmp_path):
         os.kill(min(workers), signal.SIGKILL)
         assert wait_for(lambda: len(_children(process.pid) - workers) == 1, seconds=30)
         os.kill(process.pid, signal.SIGHUP)   # while the replacement loads its bundle
-        # the first loads of both workers and of the replacement, then a reload in each worker
-        assert wait_for(lambda: log.read_text().count("models reloaded") >= 3 + WORKERS)
+        # The first loads of both workers and of the replacement, then a reload in the other
+        # worker; the replacement reloads too unless the signal came before it set its handler
+        # (then it was lost, and harmlessly: it loads the bundles on disk after it anyway).
+        assert wait_for(lambda: log.read_text().count("models reloaded") >= 2 + WORKERS)
         assert Client(base).get("/readyz").status == 200
+        assert len(_children(process.pid)) == WORKERS
     assert "was sent SIGHUP" not in log.read_text()
