@@ -28,9 +28,11 @@ def document():
 
 
 class _Operation(NamedTuple):
-    produced: list[str]        # the media types of its successful answers
+    path: str                     # the document's path, /filters/{layer}
+    produced: list[str]           # the media types of its successful answers
     parameters: tuple[str, ...]   # the query parameters it declares, in the document's order
-    upload: bool               # it takes a multipart upload, whose fields may carry them too
+    upload: bool                  # it takes a multipart upload, whose fields may carry them too
+    checks_parameters: bool       # it refuses others (plumbing.openapi.Documented)
 
 
 @blueprint.before_app_request
@@ -39,23 +41,23 @@ def _check_request():
     operation does not take is a 400 naming those it does, and an Accept header that allows none
     of the media types it answers with is a 406."""
     rule = request.url_rule
-    operation = rule and _operations().get((openapi.path_of(rule), request.method))
+    operation = rule and _operations().get((rule.rule, request.method))
     if operation is None:   # not routed (a 404 or 405 follows), /v2, or Swagger UI's files
         return None
-    if openapi.checks_parameters(current_app, rule.endpoint):
-        _refuse_unknown_parameters(openapi.path_of(rule), operation)
+    if operation.checks_parameters:
+        _refuse_unknown_parameters(operation)
     _negotiate(operation.produced)
     return None
 
 
-def _refuse_unknown_parameters(path: str, operation: _Operation):
+def _refuse_unknown_parameters(operation: _Operation):
     fields = (*operation.parameters, "file") if operation.upload else ()
     unknown = [name for name in request.args if name not in operation.parameters] + \
               [name for name in params.form_fields() if name not in fields]
     if unknown:
         takes = ", ".join(operation.parameters) or "no parameters"
-        raise bad_request(f"{request.method} {path} takes no parameter {unknown[0]!r}; it takes "
-                          f"{takes}")
+        raise bad_request(f"{request.method} {operation.path} takes no parameter {unknown[0]!r}; "
+                          f"it takes {takes}")
 
 
 def _negotiate(produced: list[str]):
@@ -72,19 +74,24 @@ def _negotiate(produced: list[str]):
 
 
 def _operations() -> dict[tuple[str, str], _Operation]:
-    """(path, METHOD) -> what the document says of the operation, for every operation outside
-    /v2. Computed once per app from the document: none of it depends on the model."""
+    """(Flask rule, METHOD) -> what the document says of its operation, for every operation
+    outside /v2. Computed once per app, so that a request costs one lookup: none of it depends on
+    the model."""
     cached = current_app.extensions.get(_OPERATIONS)
     if cached is None:
         registry = current_app.extensions[EXTENSION]
         paths = openapi.build(current_app, registry.get(None), registry.names())["paths"]
-        cached = {(path, method.upper()): _Operation(
-                      openapi.success_types(operation),
-                      tuple(p["name"] for p in operation.get("parameters", [])
-                            if p["in"] == "query"),
-                      "multipart/form-data" in operation.get("requestBody", {}).get("content", {}))
-                  for path, item in paths.items() if not openapi.is_v2(path)
-                  for method, operation in item.items()}
+        cached = {}
+        for rule in current_app.url_map.iter_rules():
+            path = openapi.path_of(rule)
+            if openapi.is_v2(path):
+                continue
+            for method, operation in paths.get(path, {}).items():
+                cached[rule.rule, method.upper()] = _Operation(
+                    path, openapi.success_types(operation),
+                    tuple(p["name"] for p in operation.get("parameters", []) if p["in"] == "query"),
+                    "multipart/form-data" in operation.get("requestBody", {}).get("content", {}),
+                    openapi.checks_parameters(current_app, rule.endpoint))
         current_app.extensions[_OPERATIONS] = cached
     return cached
 
