@@ -12,8 +12,8 @@ $(VENV)/done: requirements/*.txt
 # writes the same bytes (tests/training/test_reproducible.py); change it with the recipe.
 MODEL_OUT ?= models/mnist-cnn
 CHECKPOINT ?= runs/checkpoint.pt
-# 2026-12-02T00:00:00Z
-MODEL_DATE := 1796169600
+# 2026-12-03T00:00:00Z
+MODEL_DATE := 1796256000
 model: export SOURCE_DATE_EPOCH = $(MODEL_DATE)
 model: $(VENV)/done   ## retrain and re-export the default bundle models/mnist-cnn
 	$(VENV)/bin/python -m training build --out $(MODEL_OUT) --checkpoint $(CHECKPOINT) \

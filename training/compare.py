@@ -21,8 +21,12 @@ RECIPES = {
     "handwriting": dict(augment="handwriting", deskew=False),
     "handwriting+deskew": dict(augment="handwriting", deskew=True),
     "strokes+deskew": dict(augment="strokes", deskew=True),
+    "elastic+deskew": dict(augment="elastic", deskew=True),
+    "serifs+deskew": dict(augment="serifs", deskew=True),
+    "flags+deskew": dict(augment="flags", deskew=True),
+    "serifs+blur+deskew": dict(augment="serifs+blur", deskew=True),
 }
-SETS = ("handwriting", "printed")
+SETS = realworld.DIGIT_SETS
 
 
 def compare(recipes: list[str], seeds: list[int], base: TrainConfig, out: Path,

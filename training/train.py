@@ -36,7 +36,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    augment: str = "strokes"
+    augment: str = "serifs+blur"
     preprocess: str = "digit"   # digit: train on digits normalised as preprocess=digit does; none
     deskew: bool = True         # (preprocess digit) undo the slant, in training and serving
     seed: int = 0
@@ -160,8 +160,8 @@ def _train(config: TrainConfig, progress: bool) -> dict:
             if config.augment == "none":
                 images = train_x[batch]
             else:
-                images = normalised(augment.apply(config.augment, raw_train_x[batch], generator),
-                                    config)
+                images = normalised(augment.apply(config.augment, raw_train_x[batch], train_y[batch],
+                                                  generator), config)
             loss = F.cross_entropy(model(images), train_y[batch])
             optimizer.zero_grad()
             loss.backward()

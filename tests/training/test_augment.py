@@ -17,21 +17,21 @@ BUNDLE = Path(__file__).resolve().parents[2] / "models" / "mnist-cnn"
 
 
 @pytest.fixture(scope="module")
-def digits() -> tuple[torch.Tensor, np.ndarray]:
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
     test = datasets(TrainConfig()).test
-    return torch.from_numpy(test.images[:400]).float() / 255, test.labels[:400]
+    return torch.from_numpy(test.images[:400]).float() / 255, torch.from_numpy(test.labels[:400])
 
 
 @pytest.mark.parametrize("recipe", augment.RECIPES)
 def test_a_seed_fixes_the_result_and_values_stay_in_range(recipe, digits):
-    images, _ = digits
-    first = augment.apply(recipe, images[:32], torch.Generator().manual_seed(3))
-    again = augment.apply(recipe, images[:32], torch.Generator().manual_seed(3))
-    other = augment.apply(recipe, images[:32], torch.Generator().manual_seed(4))
+    images, labels = digits[0][:32], digits[1][:32]
+    first = augment.apply(recipe, images, labels, torch.Generator().manual_seed(3))
+    again = augment.apply(recipe, images, labels, torch.Generator().manual_seed(3))
+    other = augment.apply(recipe, images, labels, torch.Generator().manual_seed(4))
     assert torch.equal(first, again)
     assert first.shape == images[:32].shape
     assert float(first.min()) >= 0 and float(first.max()) <= 1 + 1e-6
-    assert torch.equal(first, images[:32]) == (recipe == "none")
+    assert torch.equal(first, images) == (recipe == "none")
     assert torch.equal(first, other) == (recipe == "none")
 
 
@@ -51,10 +51,29 @@ def test_thickness_thins_and_thickens_within_a_pixel():
     assert float(ink.max()) <= 1 + 0.5 * (2 * 22 + 2 * 3 + 4) / 60 + 1e-4   # half a pixel's ring
 
 
-# The share of augmented held-out digits the default model still reads right. `handwriting`
-# changes about one digit in six beyond what it reads (82.5 % when measured): one reason that
-# recipe trains worse models (README, "How good is the model").
-STILL_READ = {"none": 0.95, "light": 0.95, "strokes": 0.95, "handwriting": 0.8}
+def test_serifs_give_some_ones_a_flag_up_left_and_leave_other_digits_alone(digits):
+    images, labels = digits
+    changed = augment.serifs(images, labels, torch.Generator().manual_seed(0), chance=0.5)
+    differs = (changed != images).flatten(1).any(1)
+    assert not differs[labels != 1].any()
+    assert 0.3 <= float(differs[labels == 1].float().mean()) <= 0.7
+    assert (changed >= images).all() and float(changed.max()) <= 1   # ink added, never taken
+    for index in differs.nonzero().flatten().tolist():
+        added = (changed[index, 0] - images[index, 0]).clamp_min(0)
+        rows = (images[index, 0] > 0.3).any(dim=1).nonzero().flatten()
+        top = images[index, 0, int(rows[0])]
+        top_x = float(top @ torch.arange(28.0) / top.sum())
+        flag = added[int(rows[0]):int(rows[0]) + 8]   # the flag: new ink left of the 1's head
+        columns = flag.sum(0).nonzero().flatten()
+        assert float(columns.float().min()) < top_x - 2
+
+
+# The share of augmented held-out digits the default model still reads right. The elastic
+# recipes distort about one digit in thirteen beyond what it reads (92.5 % when measured on the
+# model trained with serifs), `handwriting` one in twelve (92 %; 82.5 % for the model trained
+# with strokes alone).
+STILL_READ = {"none": 0.95, "light": 0.95, "strokes": 0.95, "elastic": 0.9, "serifs": 0.9,
+              "serifs+blur": 0.9, "flags": 0.9, "handwriting": 0.8}
 
 
 @pytest.mark.parametrize("recipe", augment.RECIPES)
@@ -62,7 +81,8 @@ def test_every_recipe_keeps_the_digit(recipe, digits):
     manifest = json.loads((BUNDLE / "manifest.json").read_text())
     config = TrainConfig(deskew=manifest["input"].get("deskew", False))
     images, labels = digits
-    changed = normalised(augment.apply(recipe, images, torch.Generator().manual_seed(0)), config)
+    changed = normalised(augment.apply(recipe, images, labels, torch.Generator().manual_seed(0)),
+                         config)
     session = ort.InferenceSession(str(BUNDLE / "model.onnx"), providers=["CPUExecutionProvider"])
     predicted = session.run(["logits"], {"image": changed.numpy()})[0].argmax(1)
-    assert (predicted == labels).mean() >= STILL_READ[recipe]
+    assert (predicted == labels.numpy()).mean() >= STILL_READ[recipe]
