@@ -170,10 +170,11 @@ def test_examples_are_the_training_digits_that_excite_the_unit_most(api, layer, 
         digits = [example["digit"] for example in unit["examples"]]
         assert len(digits) == MANIFEST["units"]["per_unit"] == len(set(digits))
         served = [example["degree"] for example in unit["examples"]]
-        assert np.allclose(served, degree[digits, k], rtol=1e-4, atol=1e-6)
+        # units.json rounds degrees to 5 decimals: half of that is the error a tiny degree can have
+        assert np.allclose(served, degree[digits, k], rtol=1e-4, atol=5e-6)
         # The best, in order: the same degrees as the largest of all (ties may swap digits).
         best = np.sort(degree[:, k])[::-1][:len(digits)]
-        assert np.allclose(served, best, rtol=1e-4, atol=1e-6)
+        assert np.allclose(served, best, rtol=1e-4, atol=5e-6)
         assert unit["best_degree"] == served[0]
         assert [e["label"] for e in unit["examples"]] == \
             [training.classes[training.labels[d]] for d in digits]

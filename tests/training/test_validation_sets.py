@@ -17,8 +17,8 @@ def test_each_set_is_64px_tiles_of_dark_ink_on_paper(name, count):
     if name != "nondigits":
         assert sorted(set(labels)) == list(range(10))
         # paper: the border of a digit tile is light
-        border = np.concatenate([tiles[:, :2].reshape(count, -1), tiles[:, -2:].reshape(count, -1),
-                                 tiles[:, :, :2].reshape(count, -1), tiles[:, :, -2:].reshape(count, -1)], 1)
+        strips = [tiles[:, :2], tiles[:, -2:], tiles[:, :, :2], tiles[:, :, -2:]]
+        border = np.concatenate([strip.reshape(count, -1) for strip in strips], 1)
         assert np.median(border, axis=1).min() > 150
 
 
