@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
                              "bundle must pass them)")
 
     compare = commands.add_parser("compare", help="train recipes with several seeds; mean accuracy "
-                                  "on held-out, handwriting and printed digits")
+                                  "on held-out, real writers', handwriting and printed digits")
     _training_options(compare)
-    compare.add_argument("--recipes", default="light,light+deskew,handwriting,handwriting+deskew",
-                         help="comma-separated recipes of training.compare (default: %(default)s)")
+    compare.add_argument("--recipes", default="",
+                         help="comma-separated recipes of training.compare (default: all of them)")
     compare.add_argument("--seeds", default="0,1,2", help="training seeds (default: %(default)s)")
     compare.add_argument("--out", type=Path, default=Path("runs/compare.json"),
                          help="results, written after every run (default: %(default)s)")
@@ -136,7 +136,7 @@ def cmd_verify(args) -> int:
 
 def cmd_compare(args) -> int:
     from training.compare import RECIPES, compare, table
-    recipes = [name for name in args.recipes.split(",") if name]
+    recipes = [name for name in args.recipes.split(",") if name] or list(RECIPES)
     unknown = sorted(set(recipes) - set(RECIPES))
     if unknown:
         print(f"error: unknown recipes {unknown}; choose from {', '.join(RECIPES)}", file=sys.stderr)

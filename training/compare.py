@@ -18,13 +18,13 @@ from training.train import TrainConfig, load_model, logits_of, train
 RECIPES = {
     "light": dict(augment="light", deskew=False),
     "light+deskew": dict(augment="light", deskew=True),
-    "handwriting": dict(augment="handwriting", deskew=False),
-    "handwriting+deskew": dict(augment="handwriting", deskew=True),
     "strokes+deskew": dict(augment="strokes", deskew=True),
     "elastic+deskew": dict(augment="elastic", deskew=True),
-    "serifs+deskew": dict(augment="serifs", deskew=True),
     "flags+deskew": dict(augment="flags", deskew=True),
+    "serifs+deskew": dict(augment="serifs", deskew=True),
     "serifs+blur+deskew": dict(augment="serifs+blur", deskew=True),
+    "handwriting": dict(augment="handwriting", deskew=False),
+    "handwriting+deskew": dict(augment="handwriting", deskew=True),
 }
 SETS = realworld.DIGIT_SETS
 

@@ -160,8 +160,9 @@ def _train(config: TrainConfig, progress: bool) -> dict:
             if config.augment == "none":
                 images = train_x[batch]
             else:
-                images = normalised(augment.apply(config.augment, raw_train_x[batch], train_y[batch],
-                                                  generator), config)
+                changed = augment.apply(config.augment, raw_train_x[batch], train_y[batch],
+                                        generator)
+                images = normalised(changed, config)
             loss = F.cross_entropy(model(images), train_y[batch])
             optimizer.zero_grad()
             loss.backward()
