@@ -26,7 +26,6 @@ RECIPES = {
     "handwriting": dict(augment="handwriting", deskew=False),
     "handwriting+deskew": dict(augment="handwriting", deskew=True),
 }
-SETS = realworld.DIGIT_SETS
 
 
 def compare(recipes: list[str], seeds: list[int], base: TrainConfig, out: Path,
@@ -43,7 +42,7 @@ def compare(recipes: list[str], seeds: list[int], base: TrainConfig, out: Path,
         if config.deskew not in inputs:
             spec = {"height": config.height, "width": config.width,
                     "foreground": config.foreground, "deskew": config.deskew}
-            inputs[config.deskew] = {s: realworld.load(s, spec) for s in SETS}
+            inputs[config.deskew] = {s: realworld.load(s, spec) for s in realworld.DIGIT_SETS}
         for seed in seeds:
             run, path = replace(config, seed=seed), kept / f"{name}-{seed}.pt"
             checkpoint = torch.load(path, weights_only=False) if path.is_file() else None

@@ -98,7 +98,7 @@ def export_bundle(checkpoint_path: Path, out: Path, *, name: str, version_tag: s
     visualizations, pictures = render_filters(graph, layer_json, input_shape, staging, progress)
     metrics, digit_like = dict(checkpoint["metrics"]), None
     if checkpoint["classes"] == DIGITS and input_spec["preprocess"] == "digit":
-        say("measuring on the validation sets (handwriting, printed, non-digits)")
+        say("measuring on the validation sets (handwriting, printed, real writers, non-digits)")
         accuracy, digit_like = realworld.measure(session(staging / "model.onnx"), input_spec)
         metrics |= accuracy
     say("measuring every unit on the training digits")
