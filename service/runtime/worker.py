@@ -12,15 +12,18 @@ application then reads the body in its thread under a fresh deadline of the same
 that trickles its body holds one thread for at most that long; then the body reads as ended, and
 the application answers the truncated request as the bad input it is (a 4xx).
 
-Connections are spread over the workers: every worker publishes how many connections it holds in
-a table the workers share, and a worker that holds as many as it has threads leaves a new
+Connections are spread over the workers: every worker publishes how many live connections it
+holds in a table the workers share, and a worker that holds as many as it has threads leaves a new
 connection to a live worker holding fewer, looking again every ACCEPT_YIELD seconds; it takes the
 connection itself when none holds fewer, or once a burst has waited PEER_PATIENCE for them (a
 worker stopped or starved of the CPU that long cannot serve it sooner anyway). gthread lets
 whichever worker wakes first accept, and the first one often takes most of a burst: a client pool
 of 8 kept-alive connections then runs mostly on one worker, and one core, for as long as it lives
 (docs/benchmarks.md). A rule of time alone (leave it to the others for 20 ms) is not enough: on a
-loaded machine a worker can go that long without the CPU.
+loaded machine a worker can go that long without the CPU. A connection whose client has hung up
+is not live: when a client pool closes its connections and opens new ones at once (wrk's rounds
+back to back), the old ones still wait their turn for a thread, each with its last request, and
+counting them would send the new ones to the worker whose old ones happened to go first.
 
 SIGHUP (which gunicorn.conf.py makes the master forward to every worker) reloads the worker's
 models in a thread, so that requests go on meanwhile. gunicorn resets SIGHUP to its default,
@@ -38,6 +41,7 @@ import contextlib
 import math
 import mmap
 import os
+import select
 import signal
 import socket
 import threading
@@ -76,6 +80,7 @@ class ThreadWorker(gthread.ThreadWorker):
         self.leaving_since = None              # time.monotonic() this worker began to leave some
         self.last_left = -math.inf             # and when it last found one it could leave
         self.slot = None                       # this worker's row in _PEERS, while it accepts
+        self.connections = set()               # every connection accepted and not yet closed
         super().init_process()
 
     def init_signals(self):
@@ -110,15 +115,29 @@ class ThreadWorker(gthread.ThreadWorker):
             _PEERS.release(self.slot)
 
     def accept(self, listener):
-        if self.nr_conns >= self.cfg.threads and self._leave_to_peers():
+        live = self._live_connections()
+        if live >= self.cfg.threads and self._leave_to_peers(live):
             self.accept_paused_until = time.monotonic() + ACCEPT_YIELD
             self.set_accept_enabled(False)
             return
         super().accept(listener)
-        _PEERS.publish(self.slot, self.nr_conns)
+        _PEERS.publish(self.slot, self._live_connections())
 
-    def _leave_to_peers(self) -> bool:
-        if not _PEERS.one_holds_fewer(self.slot, self.nr_conns):
+    def enqueue_req(self, conn):
+        self.connections.add(conn)   # accept() hands every new connection here
+        super().enqueue_req(conn)
+
+    def _live_connections(self) -> int:
+        """Connections open whose client has not hung up (POLLRDHUP: it may still have sent a
+        last request, and is answered, but will not send another)."""
+        self.connections = {conn for conn in self.connections if conn.sock.fileno() != -1}
+        hung_up = select.poll()
+        for conn in self.connections:
+            hung_up.register(conn.sock, select.POLLRDHUP)
+        return len(self.connections) - len(hung_up.poll(0))
+
+    def _leave_to_peers(self, live: int) -> bool:
+        if not _PEERS.one_holds_fewer(self.slot, live):
             self.leaving_since = None
             return False
         now = time.monotonic()
@@ -132,7 +151,7 @@ class ThreadWorker(gthread.ThreadWorker):
     def set_accept_enabled(self, enabled):
         """gthread's loop enables accepting whenever it may; a pause holds until it ends or a
         thread of this worker frees up."""
-        if enabled and self.nr_conns >= self.cfg.threads and \
+        if enabled and self._live_connections() >= self.cfg.threads and \
                 time.monotonic() < self.accept_paused_until:
             return
         super().set_accept_enabled(enabled)
@@ -142,8 +161,8 @@ class ThreadWorker(gthread.ThreadWorker):
         if not self._accepting and pause > 0:   # wake up when the pause ends
             timeout = min(timeout, pause)
         super().wait_for_and_dispatch_events(timeout)
-        if self.alive:
-            _PEERS.publish(self.slot, self.nr_conns)   # connections that closed meanwhile
+        if self.alive:   # connections that closed or hung up meanwhile
+            _PEERS.publish(self.slot, self._live_connections())
         else:
             _PEERS.release(self.slot)                  # shutting down: take no more
 

@@ -1,8 +1,9 @@
 """Kept-alive connections spread evenly over gunicorn's workers (service/runtime/worker.py), on a
 real gunicorn: a burst of as many connections as the server has threads, as a client pool opens them,
 puts as many on each worker as it has threads, even when a worker gets no CPU while the burst
-arrives; a burst of four times that, within a worker's threads of an even share; and a worker
-stopped for good does not keep the connections left to it waiting."""
+arrives, or while the connections of a burst before it are still closing; a burst of four times
+that, within a worker's threads of an even share; and a worker stopped for good does not keep the
+connections left to it waiting."""
 from __future__ import annotations
 
 import http.client
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from service.runtime.worker import PEER_PATIENCE
-from tests.service.conftest import gunicorn_env, serving, wait_for
+from tests.service.conftest import ROOT, gunicorn_env, serving, wait_for
 
 WORKERS, THREADS = 2, 4
 REQUESTS_PER_CONNECTION = 3
@@ -118,6 +119,29 @@ def test_a_worker_without_the_cpu_for_a_moment_still_gets_its_share(tmp_path):
         finally:
             os.kill(stopped, signal.SIGCONT)
         _requests(connections)
+    assert _connections_per_worker(log_path, WORKERS * THREADS) == \
+        {pid: THREADS for pid in pids}
+
+
+def test_a_burst_is_shared_while_the_last_ones_connections_still_close(tmp_path):
+    """As when wrk ends a round and starts the next: a client pool hangs up with a request in
+    flight on each connection and opens new ones at once. The worker holding the old ones (all of
+    them here: the other was stopped while they arrived) answers them one by one, and counted as
+    its connections until then they would send every new one to the other worker."""
+    png = (ROOT / "examples" / "mnist-7.png").read_bytes()
+    with _every_worker_serving(tmp_path) as (address, log_path, pids):
+        stopped = min(pids)
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            old = _open(address, 8 * THREADS)
+            time.sleep(2 * PEER_PATIENCE)   # the running worker takes them all
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        for connection in old:
+            connection.request("POST", "/predict", body=png, headers={"Content-Type": "image/png"})
+        for connection in old:
+            connection.close()
+        _requests(_open(address, WORKERS * THREADS))
     assert _connections_per_worker(log_path, WORKERS * THREADS) == \
         {pid: THREADS for pid in pids}
 
