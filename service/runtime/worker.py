@@ -31,7 +31,7 @@ terminate, before the app is loaded; the handler is set from then on, and a SIGH
 while the app is still loading is kept and acted on once it has loaded.
 
 This builds on gthread's internals (`handle`, `accept`, `run`, `set_accept_enabled`,
-`wait_for_and_dispatch_events`, `nr_conns`, `_accepting`, the `_DEFER` sentinel): gunicorn is
+`wait_for_and_dispatch_events`, `enqueue_req`, `_accepting`, the `_DEFER` sentinel): gunicorn is
 pinned in requirements/serve.txt, and the tests go through every path. Plain HTTP only, as served
 here (TLS ends at the load balancer): gthread wraps TLS sockets in its own class.
 """
