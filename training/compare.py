@@ -5,6 +5,7 @@ most single changes of recipe; so each recipe is trained with several seeds on t
 (split_seed fixed) and judged by the mean and the spread."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -12,8 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training import realworld
+from lens import digit
+from training import architectures, augment, calibration, data, realworld
+from training import train as training_loop
 from training.train import TrainConfig, load_model, logits_of, train
+
+# What a run's weights depend on besides its config: a kept checkpoint that other code trained is
+# trained again.
+TRAINING_CODE = (training_loop, augment, architectures, calibration, data, digit)
 
 RECIPES = {
     "light": dict(augment="light", deskew=False),
@@ -32,7 +39,8 @@ def compare(recipes: list[str], seeds: list[int], base: TrainConfig, out: Path,
             say=print) -> dict:
     """{recipe: {figure: [value per seed]}}, written to `out` after every run. The checkpoints
     are kept beside it (`out` without suffix/<recipe>-<seed>.pt): run again, a run whose config
-    has not changed is evaluated again, not trained again."""
+    and training code have not changed is evaluated again, not trained again."""
+    code = fingerprint()
     kept = out.with_suffix("")
     kept.mkdir(parents=True, exist_ok=True)
     results: dict = {}
@@ -46,8 +54,10 @@ def compare(recipes: list[str], seeds: list[int], base: TrainConfig, out: Path,
         for seed in seeds:
             run, path = replace(config, seed=seed), kept / f"{name}-{seed}.pt"
             checkpoint = torch.load(path, weights_only=False) if path.is_file() else None
-            if checkpoint is None or checkpoint["config"] != asdict(run):
-                checkpoint = train(run, path, progress=False)
+            kept_run = checkpoint and (checkpoint["config"], checkpoint.get("code"))
+            if kept_run != (asdict(run), code):
+                checkpoint = train(run, path, progress=False) | {"code": code}
+                torch.save(checkpoint, path)
             figures = evaluate(checkpoint, inputs[config.deskew])
             for key, value in figures.items():
                 results.setdefault(name, {}).setdefault(key, []).append(value)
@@ -55,6 +65,13 @@ def compare(recipes: list[str], seeds: list[int], base: TrainConfig, out: Path,
             out.write_text(json.dumps({"base": asdict(base), "seeds": seeds, "results": results},
                                       indent=1) + "\n")
     return results
+
+
+def fingerprint() -> str:
+    digest = hashlib.sha256()
+    for module in TRAINING_CODE:
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def evaluate(checkpoint: dict, sets: dict) -> dict:
