@@ -65,9 +65,9 @@ def _training_options(parser: argparse.ArgumentParser) -> None:
         "validation": "training images set aside to calibrate the probabilities and the "
                       "out-of-distribution threshold (0: neither)",
         "augment": "none; light (rotate, scale, shift); strokes (light, and stroke width); "
-                   "elastic (strokes, shear, elastic distortion); serifs (elastic, and flags "
-                   "and feet on some 1s); serifs+blur (serifs, and blur); flags (elastic, and "
-                   "flags on some 1s); handwriting (stronger, and blur)",
+                   "elastic (strokes, shear, elastic distortion); printed-ones (elastic and "
+                   "blur, and some 1s straight with a flag and a foot); handwriting (stronger, "
+                   "and blur)",
         "preprocess": "digit: train on digits normalised as the service's preprocess=digit "
                       "normalises an upload; none: as stored",
         "seed": "seed of the training run (initial weights, batches, augmentation)",

@@ -27,9 +27,7 @@ RECIPES = {
     "light+deskew": dict(augment="light", deskew=True),
     "strokes+deskew": dict(augment="strokes", deskew=True),
     "elastic+deskew": dict(augment="elastic", deskew=True),
-    "flags+deskew": dict(augment="flags", deskew=True),
-    "serifs+deskew": dict(augment="serifs", deskew=True),
-    "serifs+blur+deskew": dict(augment="serifs+blur", deskew=True),
+    "printed-ones+deskew": dict(augment="printed-ones", deskew=True),
     "handwriting": dict(augment="handwriting", deskew=False),
     "handwriting+deskew": dict(augment="handwriting", deskew=True),
 }

@@ -36,7 +36,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    augment: str = "serifs+blur"
+    augment: str = "printed-ones"
     preprocess: str = "digit"   # digit: train on digits normalised as preprocess=digit does; none
     deskew: bool = True         # (preprocess digit) undo the slant, in training and serving
     seed: int = 0
