@@ -66,12 +66,14 @@ def test_an_atlas_tile_of_conv1_shows_its_raw_kernel(page, server):
     unit = _examples_shown(page, server, "conv1", 5)
     cells = page.locator("#weights-grid .kernel span").all_inner_texts()
     assert cells == [f"{w:.2f}" for row in unit["weights"][0] for w in row]
-    # The shading is the weight's sign: the lightest cell holds the largest weight.
+    # The shading is the weight's sign: the largest weight is the lightest cell, the smallest the
+    # darkest (a weight within a shade of it may share its cell's shade: 8-bit colours).
     shades = page.evaluate("() => [...document.querySelectorAll('#weights-grid span')]"
                            ".map(s => Number(getComputedStyle(s).backgroundColor.match(/\\d+/)[0]))")
     flat = [w for row in unit["weights"][0] for w in row]
-    assert shades.index(max(shades)) == flat.index(max(flat))
-    assert shades.index(min(shades)) == flat.index(min(flat))
+    assert shades[flat.index(max(flat))] == max(shades)
+    assert shades[flat.index(min(flat))] == min(shades)
+    assert shades[flat.index(max(flat))] > shades[flat.index(min(flat))]
 
 
 def test_a_dense_neurons_page_shows_the_classes_it_votes_for(page, server):
