@@ -124,7 +124,12 @@ class ThreadWorker(gthread.ThreadWorker):
         _PEERS.publish(self.slot, self._live_connections())
 
     def enqueue_req(self, conn):
-        self.connections.add(conn)   # accept() hands every new connection here
+        if conn not in self.connections:   # accept() hands every new connection here
+            # Swapped here in the main loop, not in a thread, so that _live_connections never
+            # meets a socket detached for the swap and not yet replaced.
+            conn.sock = _DeadlineSocket(conn.sock.family, conn.sock.type, conn.sock.proto,
+                                        fileno=conn.sock.detach())
+            self.connections.add(conn)
         super().enqueue_req(conn)
 
     def _live_connections(self) -> int:
@@ -184,8 +189,6 @@ class ThreadWorker(gthread.ThreadWorker):
             return False                                # too slow: dropped
         conn.cnnlens_head = None
         if not conn.initialized:
-            conn.sock = _DeadlineSocket(conn.sock.family, conn.sock.type, conn.sock.proto,
-                                        fileno=conn.sock.detach())
             conn.init()
         conn.sock.read_deadline = time.monotonic() + self.client_timeout
         conn.parser.unreader.unread(bytes(head.data))
