@@ -156,8 +156,8 @@ class ThreadWorker(gthread.ThreadWorker):
     def set_accept_enabled(self, enabled):
         """gthread's loop enables accepting whenever it may; a pause holds until it ends or a
         thread of this worker frees up."""
-        if enabled and self._live_connections() >= self.cfg.threads and \
-                time.monotonic() < self.accept_paused_until:
+        if enabled and time.monotonic() < self.accept_paused_until and \
+                self._live_connections() >= self.cfg.threads:
             return
         super().set_accept_enabled(enabled)
 
