@@ -4,11 +4,14 @@ The sets in validation/ (synthetic handwriting by other hands, printed digits, r
 other writers, non-digits) are 64 px tiles, dark ink on paper. Each tile is uploaded in every
 variant below: 28, 64 and 128 px, as ink on paper and as light strokes on a dark screen, PNG and
 JPEG; each upload is decoded to greyscale and normalised by lens.digit, the function behind the
-service's preprocess=digit.
+service's preprocess=digit. The digit sets are measured a second time as noisy uploads
+(NOISY_VARIANTS): ink on paper at 28, 64 and 128 px with sensor grain or dust added at that size,
+as a grainy photo or a dusty scan arrives.
 
-`measure` runs a bundle's model.onnx on them: its accuracy on each digit set, and the threshold on
-its `digit_score` output (the energy score, onnx_export.export_model) that PASS_RATE of the
-handwriting passes, with the share of each kind of non-digit it rejects."""
+`measure` runs a bundle's model.onnx on them: its accuracy on each digit set, clean and noisy
+(`<set>_accuracy`, `<set>_noisy_accuracy`), and the threshold on its `digit_score` output (the
+energy score, onnx_export.export_model) that PASS_RATE of the handwriting passes, with the share
+of each kind of non-digit it rejects."""
 from __future__ import annotations
 
 import io
@@ -21,40 +24,55 @@ import validation
 from lens import digit
 from lens.bundle import DIGIT_SCORE
 
-# (side in px, ink on "paper" or light strokes on a dark "screen", file format)
-VARIANTS = [(28, "paper", "PNG"), (64, "paper", "JPEG"), (128, "paper", "PNG"),
-            (28, "screen", "JPEG"), (64, "screen", "PNG"), (128, "screen", "JPEG")]
+# (side in px, ink on "paper" or light strokes on a dark "screen", file format, noise)
+VARIANTS = [(28, "paper", "PNG", ""), (64, "paper", "JPEG", ""), (128, "paper", "PNG", ""),
+            (28, "screen", "JPEG", ""), (64, "screen", "PNG", ""), (128, "screen", "JPEG", "")]
+NOISY_VARIANTS = [(side, "paper", "PNG", noise) for noise in ("grain", "dust") for side in (28, 64, 128)]
+GRAIN = 20     # sensor grain: Gaussian noise of this standard deviation (of 255) on every pixel
+DUST = 0.01    # dust: this share of the pixels turned black or white
 JPEG_QUALITY = 85
 PASS_RATE = 0.97
 DIGIT_SETS = ("handwriting", "printed", "writers")
 
 
-def upload(tile: np.ndarray, side: int, look: str, file_format: str) -> bytes:
-    """One stored tile as a user's file."""
+def upload(tile: np.ndarray, side: int, look: str, file_format: str, noise: str = "",
+           rng: np.random.Generator | None = None) -> bytes:
+    """One stored tile as a user's file; `noise` ("grain", "dust") is drawn from `rng`."""
     image = Image.fromarray(tile if look == "paper" else 255 - tile)
     if image.width != side:
         image = image.resize((side, side), Image.Resampling.LANCZOS)
+    if noise:
+        image = Image.fromarray(_noisy(np.asarray(image), noise, rng))
     out = io.BytesIO()
     image.save(out, file_format, **({"quality": JPEG_QUALITY} if file_format == "JPEG" else {}))
     return out.getvalue()
 
 
-def model_inputs(tiles: np.ndarray, spec: dict) -> np.ndarray:
-    """(N * len(VARIANTS)) x 1 x H x W float32: every tile in every variant, tile-major."""
+def _noisy(pixels: np.ndarray, noise: str, rng: np.random.Generator) -> np.ndarray:
+    if noise == "grain":
+        return np.clip(pixels + rng.normal(0, GRAIN, pixels.shape), 0, 255).astype(np.uint8)
+    where = rng.random(pixels.shape)
+    return np.where(where < DUST / 2, 0, np.where(where > 1 - DUST / 2, 255, pixels)).astype(np.uint8)
+
+
+def model_inputs(tiles: np.ndarray, spec: dict, variants: list = VARIANTS) -> np.ndarray:
+    """(N * len(variants)) x 1 x H x W float32: every tile in every variant, tile-major (the
+    noise of noisy variants from a fixed seed, so that a bundle's figures are reproducible)."""
+    rng = np.random.default_rng(0)
     planes = []
     for tile in tiles:
-        for variant in VARIANTS:
-            with Image.open(io.BytesIO(upload(tile, *variant))) as decoded:
+        for variant in variants:
+            with Image.open(io.BytesIO(upload(tile, *variant, rng=rng))) as decoded:
                 grey = np.asarray(decoded.convert("L"), np.float32) / 255
             planes.append(digit.normalise(grey, spec["height"], spec["width"], spec["foreground"],
                                           deskew=spec.get("deskew", False)))
     return np.stack(planes)[:, None]
 
 
-def load(name: str, spec: dict) -> tuple[np.ndarray, np.ndarray]:
+def load(name: str, spec: dict, variants: list = VARIANTS) -> tuple[np.ndarray, np.ndarray]:
     """A validation set's model inputs, and each one's label (digit sets) or kind (non-digits)."""
     tiles, labels, _ = validation.load(name)
-    return model_inputs(tiles, spec), np.repeat(np.array(labels), len(VARIANTS))
+    return model_inputs(tiles, spec, variants), np.repeat(np.array(labels), len(variants))
 
 
 def measure(session, spec: dict) -> tuple[dict, dict]:
@@ -64,11 +82,16 @@ def measure(session, spec: dict) -> tuple[dict, dict]:
                                      for chunk in np.array_split(images, max(1, len(images) // 1024))))
         return np.concatenate(probabilities), np.concatenate(score)
 
+    def accuracy_on(name, variants):
+        images, labels = load(name, spec, variants)
+        probabilities, score = run(images)
+        return round(float((probabilities.argmax(1) == labels).mean()), 4), score
+
     accuracy, scores = {}, {}
     for name in DIGIT_SETS:
-        images, labels = load(name, spec)
-        probabilities, scores[name] = run(images)
-        accuracy[f"{name}_accuracy"] = round(float((probabilities.argmax(1) == labels).mean()), 4)
+        accuracy[f"{name}_accuracy"], scores[name] = accuracy_on(name, VARIANTS)
+    for name in DIGIT_SETS:
+        accuracy[f"{name}_noisy_accuracy"], _ = accuracy_on(name, NOISY_VARIANTS)
     images, kinds = load("nondigits", spec)
     _, scores["nondigits"] = run(images)
     scores = {name: values.astype(np.float64) for name, values in scores.items()}   # as served
