@@ -35,7 +35,7 @@ def test_before_is_0cf55c3s_settings_and_after_the_current_ones():
     assert pictures.SETTINGS == {"before": pictures.BEFORE, "after": VISUALIZATION}
     before, after = pictures.BEFORE, VISUALIZATION
     assert [before[k].steps for k in ("conv", "dense", "output")] == [96, 128, 128]
-    assert [after[k].steps for k in ("conv", "dense", "output")] == [160, 160, 250]
+    assert [after[k].steps for k in ("conv", "dense", "output")] == [160, 160, 350]
     assert [after[k].preactivation_steps for k in ("conv", "dense", "output")] == [40, 40, 0]
     assert all(s.preactivation_steps == 0 for s in before.values())
 
