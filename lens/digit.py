@@ -14,8 +14,8 @@ it was trained; the manifest's `input.deskew` says whether step 4 runs.
      pixel instead (a grey opening of a coarse copy: what remains once thin strokes are
      removed) and subtracted;
   2b. noise removal, only for a grainy image (a noisy photo or scan, salt-and-pepper specks: at
-     least SPECKS stroke pixels with no stroke pixel around them; no MNIST digit and no clean
-     upload of the validation sets has that many, 3 in 1,000 augmented training digits do):
+     least SPECKS stroke pixels with no stroke pixel around them; no MNIST digit has that many,
+     3 in 1,000 augmented training digits and 3 of the validation sets' 19,782 clean uploads do):
      what lies less than NOISE_FLOOR times the paper's noise above the paper becomes 0, and so
      does every pixel not next to a stroke that survives a 3x3 median filter (a speck does not, a
      stroke two pixels wide does), so that specks neither widen the crop nor reach the network;
