@@ -40,7 +40,7 @@ BOX_FRACTION = 20 / 28   # MNIST: digits fit a 20x20 box in the 28x28 image
 MAX_SLANT = 1.0          # |shear| undone at most (45°): a digit leans less; a scribble may not
 UNEVEN = 0.1             # spread of the four sides' median brightness that means uneven light
 COARSE = 16              # side of the coarse copy the background is estimated on
-SPECKS = 3               # isolated stroke pixels that make an image grainy (MNIST's digits: 2 at most)
+SPECKS = 3               # isolated stroke pixels that mark a grainy picture (MNIST digits: 2 at most)
 NOISE_FLOOR = 2.0        # noise up to this many times its spread above the paper is removed
 
 

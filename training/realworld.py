@@ -27,7 +27,8 @@ from lens.bundle import DIGIT_SCORE
 # (side in px, ink on "paper" or light strokes on a dark "screen", file format, noise)
 VARIANTS = [(28, "paper", "PNG", ""), (64, "paper", "JPEG", ""), (128, "paper", "PNG", ""),
             (28, "screen", "JPEG", ""), (64, "screen", "PNG", ""), (128, "screen", "JPEG", "")]
-NOISY_VARIANTS = [(side, "paper", "PNG", noise) for noise in ("grain", "dust") for side in (28, 64, 128)]
+NOISY_VARIANTS = [(side, "paper", "PNG", noise) for noise in ("grain", "dust")
+                  for side in (28, 64, 128)]
 GRAIN = 20     # sensor grain: Gaussian noise of this standard deviation (of 255) on every pixel
 DUST = 0.01    # dust: this share of the pixels turned black or white
 JPEG_QUALITY = 85
@@ -52,7 +53,8 @@ def _noisy(pixels: np.ndarray, noise: str, rng: np.random.Generator) -> np.ndarr
     if noise == "grain":
         return np.clip(pixels + rng.normal(0, GRAIN, pixels.shape), 0, 255).astype(np.uint8)
     where = rng.random(pixels.shape)
-    return np.where(where < DUST / 2, 0, np.where(where > 1 - DUST / 2, 255, pixels)).astype(np.uint8)
+    dusted = np.where(where < DUST / 2, 0, np.where(where > 1 - DUST / 2, 255, pixels))
+    return dusted.astype(np.uint8)
 
 
 def model_inputs(tiles: np.ndarray, spec: dict, variants: list = VARIANTS) -> np.ndarray:
