@@ -157,10 +157,11 @@ def _background(grey: np.ndarray) -> np.ndarray:
 def _isolated(grey: np.ndarray) -> int:
     """How many pixels above STROKE have none of their 8 neighbours above it."""
     strokes = grey > STROKE
-    padded = np.pad(strokes, 1).view(np.uint8)
+    padded = np.zeros((strokes.shape[0] + 2, strokes.shape[1] + 2), np.uint8)   # np.pad: 2x the time
+    padded[1:-1, 1:-1] = strokes
     rows = padded[:, :-2] + padded[:, 1:-1] + padded[:, 2:]
     around = rows[:-2] + rows[1:-1] + rows[2:]           # 3x3 sums: the pixel and its neighbours
-    return int(np.count_nonzero(around[strokes] == 1))
+    return int(np.count_nonzero((around == 1) & strokes))
 
 
 def _despeckled(grey: np.ndarray) -> np.ndarray:
