@@ -12,18 +12,25 @@ application then reads the body in its thread under a fresh deadline of the same
 that trickles its body holds one thread for at most that long; then the body reads as ended, and
 the application answers the truncated request as the bad input it is (a 4xx).
 
-Connections are spread over the workers: every worker publishes how many live connections it
-holds in a table the workers share, and a worker that holds as many as it has threads leaves a new
-connection to a live worker holding fewer, looking again every ACCEPT_YIELD seconds; it takes the
-connection itself when none holds fewer, or once a burst has waited PEER_PATIENCE for them (a
-worker stopped or starved of the CPU that long cannot serve it sooner anyway). gthread lets
-whichever worker wakes first accept, and the first one often takes most of a burst: a client pool
-of 8 kept-alive connections then runs mostly on one worker, and one core, for as long as it lives
-(docs/benchmarks.md). A rule of time alone (leave it to the others for 20 ms) is not enough: on a
-loaded machine a worker can go that long without the CPU. A connection whose client has hung up
-is not live: when a client pool closes its connections and opens new ones at once (wrk's rounds
-back to back), the old ones still wait their turn for a thread, each with its last request, and
-counting them would send the new ones to the worker whose old ones happened to go first.
+Connections are spread over the workers: every worker publishes how many live connections it holds
+in a table the workers share, each time it looks at them, and a worker that holds as many as it has
+threads leaves a new connection to a live worker that holds fewer, or that has not looked since the
+burst began (its count may be out of date), looking again every ACCEPT_YIELD seconds; it takes the
+connection itself when every other worker has looked and holds as many, or once it has left
+connections of the burst for PEER_PATIENCE (a worker stopped or starved of the CPU that long cannot
+serve them sooner anyway). Every accepting worker wakes when a connection arrives, so a busy one
+looks again within a turn of its loop. gthread lets whichever worker wakes first accept, and the
+first one often takes most of a burst: a client pool of 8 kept-alive connections then runs mostly
+on one worker, and one core, for as long as it lives (docs/benchmarks.md). A rule of time alone
+(leave it to the others for 20 ms) is not enough: on a loaded machine a worker can go that long
+without the CPU. A connection whose client has hung up is not live: when a client pool closes its
+connections and opens new ones at once (wrk's rounds back to back), the old ones still wait their
+turn for a thread, each with its last request, and counting them would send the new ones to the
+worker whose old ones happened to go first; and until that worker has looked again, the count it
+published before they hung up still holds them (CI split a burst 6/2 so). The yield is short
+because in a burst beyond every worker's threads (64 connections) full workers leave connections to
+each other in turn: with 20 ms it held them for hundreds of ms before their first request (p99 at
+64 connections 240-260 ms in two runs, 85-91 ms with 2 ms).
 
 SIGHUP (which gunicorn.conf.py makes the master forward to every worker) reloads the worker's
 models in a thread, so that requests go on meanwhile. gunicorn resets SIGHUP to its default,
@@ -61,7 +68,9 @@ _END_OF_HEADERS = b"\r\n\r\n"
 _MAX_HEAD = 64 * 1024
 _CHUNK = 64 * 1024
 # How often a worker that left a connection to the others looks again whether one took it.
-ACCEPT_YIELD = 0.02
+ACCEPT_YIELD = 0.002
+# New connections a full worker weighs less than this apart belong to one burst.
+BURST_GAP = 0.1
 # How long a connection is left to a worker holding fewer before a full one takes it anyway.
 PEER_PATIENCE = 0.5
 
@@ -77,8 +86,9 @@ class ThreadWorker(gthread.ThreadWorker):
         self.registry = None
         self.reload_pending = False
         self.accept_paused_until = -math.inf   # time.monotonic(): others may accept until then
-        self.leaving_since = None              # time.monotonic() this worker began to leave some
-        self.last_left = -math.inf             # and when it last found one it could leave
+        self.last_full = -math.inf             # time.monotonic() it last weighed one while full,
+        self.burst_since = -math.inf           # when that burst began,
+        self.leaving_since = None              # and when it began to leave some in it
         self.slot = None                       # this worker's row in _PEERS, while it accepts
         self.connections = set()               # every connection accepted and not yet closed
         super().init_process()
@@ -142,15 +152,15 @@ class ThreadWorker(gthread.ThreadWorker):
         return len(self.connections) - len(hung_up.poll(0))
 
     def _leave_to_peers(self, live: int) -> bool:
-        if not _PEERS.one_holds_fewer(self.slot, live):
+        now = time.monotonic()
+        if now - self.last_full > BURST_GAP:   # a new burst waits for fresh counts, and afresh
+            self.burst_since, self.leaving_since = now, None
+        self.last_full = now
+        if not _PEERS.one_may_hold_fewer(self.slot, live, self.burst_since):
             self.leaving_since = None
             return False
-        now = time.monotonic()
-        # Connections it looks at again every ACCEPT_YIELD belong to one burst; after a quiet
-        # spell, a new burst waits for the peers afresh.
-        if self.leaving_since is None or now - self.last_left > 2 * ACCEPT_YIELD:
+        if self.leaving_since is None:
             self.leaving_since = now
-        self.last_left = now
         return now - self.leaving_since < PEER_PATIENCE
 
     def set_accept_enabled(self, enabled):
@@ -197,15 +207,16 @@ class ThreadWorker(gthread.ThreadWorker):
 
 
 class _PeerTable:
-    """Each accepting worker's pid and number of connections, in an anonymous shared mapping made
-    when gunicorn's master imports this module (to find the worker class), before it forks: every
-    worker writes only its own row and reads the others'."""
+    """Each accepting worker's pid, number of connections and when it last counted them (the
+    system-wide time.monotonic(), in ns), in an anonymous shared mapping made when gunicorn's
+    master imports this module (to find the worker class), before it forks: every worker writes
+    only its own row and reads the others'."""
 
     ROWS = 256   # above CNNLENS_WORKERS's bound, with room for replacements
 
     def __init__(self):
-        self._memory = mmap.mmap(-1, self.ROWS * 16)
-        self._rows = np.frombuffer(self._memory, np.int64).reshape(self.ROWS, 2)   # pid, conns
+        self._memory = mmap.mmap(-1, self.ROWS * 24)
+        self._rows = np.frombuffer(self._memory, np.int64).reshape(self.ROWS, 3)   # pid, conns, ns
 
     def claim(self, age: int) -> int | None:
         """A free row for this worker, from the one its fork number gives (gunicorn numbers
@@ -213,7 +224,7 @@ class _PeerTable:
         for offset in range(self.ROWS):
             row = (age + offset) % self.ROWS
             if not _alive(int(self._rows[row, 0])):
-                self._rows[row, 1] = 0
+                self._rows[row, 1:] = 0, time.monotonic_ns()
                 self._rows[row, 0] = os.getpid()
                 return row
         return None   # never with the bounded worker count; such a worker is just not counted
@@ -225,10 +236,15 @@ class _PeerTable:
     def publish(self, row: int | None, connections: int):
         if row is not None:
             self._rows[row, 1] = connections
+            self._rows[row, 2] = time.monotonic_ns()
 
-    def one_holds_fewer(self, row: int | None, connections: int) -> bool:
-        fewer = np.flatnonzero((self._rows[:, 0] > 0) & (self._rows[:, 1] < connections))
-        return any(other != row and _alive(int(self._rows[other, 0])) for other in fewer)
+    def one_may_hold_fewer(self, row: int | None, connections: int, since: float) -> bool:
+        """Whether another live worker holds fewer connections, or has not counted them since
+        `since` (time.monotonic())."""
+        rows = self._rows
+        unsure = (rows[:, 1] < connections) | (rows[:, 2] < int(since * 1e9))
+        return any(other != row and _alive(int(rows[other, 0]))
+                   for other in np.flatnonzero((rows[:, 0] > 0) & unsure))
 
 
 def _alive(pid: int) -> bool:
