@@ -1,15 +1,23 @@
 """python -m training {train,export,build,verify,compare}: train the CNN and publish model bundles."""
 from __future__ import annotations
 
-import argparse
-import sys
-from dataclasses import fields
-from pathlib import Path
+import os
 
-from lens.bundle import BundleError
-from training.data import DataError
-from training import augment
-from training.train import TrainConfig
+# Before torch loads: MKL in its conditional-numerical-reproducibility mode on the code path every
+# x86-64 CPU runs alike, and torch's own kernels at AVX2 whatever more the CPU offers, so that a
+# training run gives the same weights on Intel and AMD machines (training.train.reproducible).
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
+os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from dataclasses import fields  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from lens.bundle import BundleError  # noqa: E402
+from training.data import DataError  # noqa: E402
+from training import augment  # noqa: E402
+from training.train import TrainConfig  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

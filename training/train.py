@@ -51,18 +51,25 @@ THREADS = 2   # fixed: the order of a float sum, hence the weights, depends on t
 def reproducible(seed: int):
     """Seed every generator, use deterministic kernels and a fixed thread count, for the training
     run only: the flag is global and also switches off torch decompositions that the ONNX export
-    relies on."""
+    relies on. Convolutions run as matrix products (MKL's, which python -m training pins to one
+    code path on every CPU, see training/__main__.py), not through oneDNN or NNPACK, whose
+    kernels and blocking follow the CPU they find: the same run gave other weights on an AMD
+    EPYC than on the Intel Xeon that built the committed bundle."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    before = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    before = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads(),
+              torch.backends.mkldnn.enabled)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.set_num_threads(THREADS)
+    torch.backends.mkldnn.enabled = False   # (its flags() would also warn about TF32 on GPUs)
     try:
-        yield
+        with torch.backends.nnpack.flags(enabled=False):
+            yield
     finally:
         torch.use_deterministic_algorithms(before[0])
         torch.set_num_threads(before[1])
+        torch.backends.mkldnn.enabled = before[2]
 
 
 @dataclass(frozen=True)
