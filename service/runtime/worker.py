@@ -71,7 +71,7 @@ _CHUNK = 64 * 1024
 ACCEPT_YIELD = 0.002
 # New connections a full worker weighs less than this apart belong to one burst.
 BURST_GAP = 0.1
-# How long a connection is left to a worker holding fewer before a full one takes it anyway.
+# How long a full worker leaves a burst's connections to the others before it takes them anyway.
 PEER_PATIENCE = 0.5
 
 
@@ -153,7 +153,7 @@ class ThreadWorker(gthread.ThreadWorker):
 
     def _leave_to_peers(self, live: int) -> bool:
         now = time.monotonic()
-        if now - self.last_full > BURST_GAP:   # a new burst waits for fresh counts, and afresh
+        if now - self.last_full > BURST_GAP:   # a new burst: fresh counts, its own patience
             self.burst_since, self.leaving_since = now, None
         self.last_full = now
         if not _PEERS.one_may_hold_fewer(self.slot, live, self.burst_since):
