@@ -2,7 +2,8 @@
 
 model.onnx     image -> logits, probabilities and every explainable layer's activation.
 gradient.onnx  image and objective weights -> objective, d objective / d image, and
-               d objective / d activation for every conv layer.
+               d objective / d activation for every conv layer (at the training size, for
+               Grad-CAM; empty at other sizes, where only d / d image is asked for).
 
 The objective of sample n is linear in its weights, which is what lets one graph serve filter,
 neuron and class visualisation, Deep Dream and Grad-CAM:
@@ -28,6 +29,10 @@ filter pictures are rendered through it, and they keep their bytes):
 - max pooling keeps onnxruntime's indices and routes the gradient back with MaxUnpool
   (training/onnx_ops.py); ReLU's mask before it is applied to the pooled gradient, before
   MaxUnpool spreads it to four times the size (training/onnx_passes.py);
+- where nothing weighs a pooled conv's own activation (Deep Dream on a later layer), the first
+  conv, its pooling and their backward run as four stride-2 convolutions, one per position in
+  the pooling window, and no full-size activation or gradient is formed at all
+  (onnx_passes.pool_by_phases);
 - the input gradient of a stride-1 convolution with enough input channels is a convolution with
   the flipped, transposed kernel, which onnxruntime runs as one cache-blocked GEMM, instead of a
   transposed convolution (a GEMM into a column buffer the size of the kernel times the image,
@@ -35,7 +40,10 @@ filter pictures are rendered through it, and they keep their bytes):
 - a request weighs few targets: the graph is specialised for each target that can come first in
   depth (conv1.pre, conv1, conv2.pre, conv2, ...), as if every target before it had zero weights
   (training/onnx_passes.py), and an `If` picks the specialisation by the first target with a
-  nonzero weight. Deep Dream on conv2 then computes nothing for conv1's and conv2.pre's terms.
+  nonzero weight. Deep Dream on conv2 then computes nothing for conv1's and conv2.pre's terms;
+- each of those has a variant for objectives without weights, energies alone (Deep Dream), where
+  ReLU's backward mask on the energy's gradient changes nothing and goes
+  (onnx_passes.without_redundant_relu_masks).
 """
 from __future__ import annotations
 
@@ -112,8 +120,41 @@ def export_gradient(model: nn.Module, layers: list[Layer], input_shape, path: Pa
     if len(conv) == len(layers):
         onnx.save(full, path)
         return
-    conv_only = _gradient_graph(model, conv, input_shape, dynamic_size=True)
+    conv_only = _without_layer_gradients(_gradient_graph(model, conv, input_shape, dynamic_size=True),
+                                         conv)
     onnx.save(_join_on_size(full, conv_only, depth_order(conv), input_shape[1:], names), path)
+
+
+def _without_layer_gradients(conv_only: onnx.ModelProto, conv: list[Layer]) -> onnx.ModelProto:
+    """`conv_only` giving each grad.<conv layer> empty (N x C x 0 x 0). Off the training size
+    only feature visualisation and Deep Dream run, and they read grad.image alone; Grad-CAM, which
+    reads the layer gradients, needs the class logits and so the training size. Left out, the
+    first layer's gradient no longer has to be formed at full size (onnx_passes.pool_by_phases)."""
+    graph = onnx.GraphProto()
+    graph.CopyFrom(conv_only.graph)
+    for layer in conv:
+        name = f"grad.{layer.name}"
+        for node in graph.node:
+            node.input[:] = [f"{name}/unused" if n == name else n for n in node.input]
+            node.output[:] = [f"{name}/unused" if n == name else n for n in node.output]
+        graph.node.extend([
+            oh.make_node("Shape", ["image"], [f"{name}/batch"], start=0, end=1),
+            oh.make_node("Constant", [], [f"{name}/rest"], value=oh.make_tensor(
+                f"{name}/rest", onnx.TensorProto.INT64, [3], [layer.channels, 0, 0])),
+            oh.make_node("Concat", [f"{name}/batch", f"{name}/rest"], [f"{name}/shape"], axis=0),
+            oh.make_node("ConstantOfShape", [f"{name}/shape"], [name],
+                         value=oh.make_tensor(name, onnx.TensorProto.FLOAT, [1], [0.0]))])
+        output = next(o for o in graph.output if o.name == name)
+        # the shape stays known under the new name: onnx_passes.without needs it
+        graph.value_info.append(onnx.ValueInfoProto())
+        graph.value_info[-1].CopyFrom(output)
+        graph.value_info[-1].name = f"{name}/unused"
+        for dim in output.type.tensor_type.shape.dim[2:]:
+            dim.Clear()
+    model = onnx.ModelProto()
+    model.CopyFrom(conv_only)
+    model.graph.CopyFrom(graph)
+    return model
 
 
 def depth_order(layers: list[Layer]) -> list[str]:
@@ -284,31 +325,49 @@ def _join_on_size(full: onnx.ModelProto, conv_only: onnx.ModelProto, conv_target
 
 def _by_first_weighed(conv_only: onnx.ModelProto, conv_targets: list[str]):
     """A branch graph that runs, for the first of `conv_targets` (in depth order) with a nonzero
-    weight or energy, `conv_only` specialised as if every target before it had none; and the
-    initializers its branches read from the outer graph (once for all of them)."""
+    weight or energy, `conv_only` specialised as if every target before it had none, and as if
+    no target had weights when none has (Deep Dream weighs energies alone); and the initializers
+    its branches read from the outer graph (once for all of them)."""
     shared = onnx.compose.add_prefix_graph(conv_only.graph, "conv/", rename_inputs=False,
                                            rename_outputs=False)
+    all_weights = {f"weights.{t}" for t in conv_targets}
+
+    def specialised(zero: set[str], prefix: str) -> onnx.GraphProto:
+        variant = onnx_passes.pool_by_phases(onnx_passes.mask_before_unpool(
+            onnx_passes.without_redundant_relu_masks(onnx_passes.without(shared, zero))))
+        del variant.initializer[:]
+        return _branch(variant, prefix, rename_initializers=False, rename_value_infos=False)
+
     choice = None
     for i in reversed(range(len(conv_targets))):
-        zero = {f"{kind}.{t}" for kind in ("weights", "energy") for t in conv_targets[:i]}
+        before = {f"{kind}.{t}" for kind in ("weights", "energy") for t in conv_targets[:i]}
         prefix = f"from_{conv_targets[i]}/"
-        variant = onnx_passes.mask_before_unpool(onnx_passes.without(shared, zero))
-        del variant.initializer[:]
-        variant = _branch(variant, prefix, rename_initializers=False, rename_value_infos=False)
+        variant = _choose(conv_only, f"{prefix}weights/", _any_nonzero(sorted(all_weights),
+                                                                        f"{prefix}weights/"),
+                          specialised(before, prefix), specialised(before | all_weights,
+                                                                   f"{prefix}energy_only/"))
         if choice is not None:
             # decided inside the any-size branch: a step at the training size never asks
-            outputs = []
-            for output in conv_only.graph.output:
-                outputs.append(onnx.ValueInfoProto())
-                outputs[-1].CopyFrom(output)
-                outputs[-1].name = f"{prefix}choice/{output.name}"
-            variant = oh.make_graph(
-                _weighed(conv_targets[i], f"{prefix}choice/")
-                + [oh.make_node("If", [f"{prefix}choice/weighed"], [o.name for o in outputs],
-                                then_branch=variant, else_branch=choice)],
-                f"{prefix}choice", [], outputs)
+            weighed = [f"{kind}.{conv_targets[i]}" for kind in ("weights", "energy")]
+            variant = _choose(conv_only, f"{prefix}choice/",
+                              _any_nonzero(weighed, f"{prefix}choice/"), variant, choice)
         choice = variant
     return choice, list(shared.initializer)
+
+
+def _choose(conv_only: onnx.ModelProto, prefix: str, condition: list[onnx.NodeProto],
+            then_branch: onnx.GraphProto, else_branch: onnx.GraphProto) -> onnx.GraphProto:
+    """A branch graph with conv_only's outputs (prefixed) from `then_branch` where the last of
+    the `condition` nodes gives true, else from `else_branch`."""
+    outputs = []
+    for output in conv_only.graph.output:
+        outputs.append(onnx.ValueInfoProto())
+        outputs[-1].CopyFrom(output)
+        outputs[-1].name = f"{prefix}{output.name}"
+    return oh.make_graph(
+        condition + [oh.make_node("If", [condition[-1].output[0]], [o.name for o in outputs],
+                                  then_branch=then_branch, else_branch=else_branch)],
+        prefix.rstrip("/"), [], outputs)
 
 
 def _branch(graph: onnx.GraphProto, prefix: str, **rename) -> onnx.GraphProto:
@@ -319,21 +378,21 @@ def _branch(graph: onnx.GraphProto, prefix: str, **rename) -> onnx.GraphProto:
     return graph
 
 
-def _weighed(target: str, prefix: str) -> list[onnx.NodeProto]:
-    """Nodes computing `<prefix>weighed`: whether any of the target's weights or energies is
-    nonzero (NaN counts as nonzero)."""
+def _any_nonzero(inputs: list[str], prefix: str) -> list[onnx.NodeProto]:
+    """Nodes computing whether any of `inputs` has a nonzero element (NaN counts as nonzero):
+    the last node's output, a bool."""
     nodes = [oh.make_node("Constant", [], [f"{prefix}zero"],
                           value=oh.make_tensor("zero", onnx.TensorProto.FLOAT, [], [0.0]))]
-    for kind in ("weights", "energy"):
-        name = f"{prefix}{kind}"
-        nodes += [oh.make_node("Equal", [f"{kind}.{target}", f"{prefix}zero"], [f"{name}_is_zero"]),
-                  oh.make_node("Not", [f"{name}_is_zero"], [f"{name}_nonzero"]),
-                  oh.make_node("Cast", [f"{name}_nonzero"], [f"{name}_nonzero_float"],
+    for name in inputs:
+        at = f"{prefix}{name}"
+        nodes += [oh.make_node("Equal", [name, f"{prefix}zero"], [f"{at}_is_zero"]),
+                  oh.make_node("Not", [f"{at}_is_zero"], [f"{at}_nonzero"]),
+                  oh.make_node("Cast", [f"{at}_nonzero"], [f"{at}_nonzero_float"],
                                to=onnx.TensorProto.FLOAT),
-                  oh.make_node("ReduceMax", [f"{name}_nonzero_float"], [f"{name}_any"], keepdims=0)]
+                  oh.make_node("ReduceMax", [f"{at}_nonzero_float"], [f"{at}_any"], keepdims=0)]
     return nodes + [
-        oh.make_node("Max", [f"{prefix}weights_any", f"{prefix}energy_any"], [f"{prefix}any"]),
-        oh.make_node("Cast", [f"{prefix}any"], [f"{prefix}weighed"], to=onnx.TensorProto.BOOL)]
+        oh.make_node("Max", [f"{prefix}{name}_any" for name in inputs], [f"{prefix}any"]),
+        oh.make_node("Cast", [f"{prefix}any"], [f"{prefix}nonzero"], to=onnx.TensorProto.BOOL)]
 
 
 def _conv_input_grad(grad_output, input, weight, bias_sizes, stride, padding, dilation,

@@ -13,9 +13,9 @@ implementation, a shape function for tracing and an ONNX translation (TRANSLATIO
   stay flat over the tensor in both the eager implementation and the ONNX graph. Only for
   windows that do not overlap, where each input is the maximum of at most one window (MaxUnpool
   writes, it does not add), see pool_windows. MaxPool with indices is onnxruntime's scalar
-  kernel, and still the largest node of a 512x512 step (a third of it on noise, less on photos,
-  whose flat regions its branches predict); the formulations tried without it were slower (see
-  docs/benchmarks.md).
+  kernel; where the pooled conv's activation is not weighed, training/onnx_passes.py replaces
+  both by a pooling of the conv's four phases (pool_by_phases), the formulations of the pooling
+  alone tried without the indices being slower (see docs/benchmarks.md).
 """
 from __future__ import annotations
 

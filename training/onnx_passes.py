@@ -13,11 +13,17 @@ product out).
 
 `mask_before_unpool`: ReLU's backward applied to the pooled gradient before MaxUnpool spreads it,
 instead of to the spread one: the same numbers, from a quarter of the values.
+
+`without_redundant_relu_masks`: no ReLU backward mask on a multiple of the ReLU's own output.
+
+`pool_by_phases`: a conv, its ReLU, a 2x2 max pooling and their backward computed at the pooled
+size, from the conv's four phases, without MaxPool's indices or MaxUnpool.
 """
 from __future__ import annotations
 
 import onnx
 import onnx.helper as oh
+import onnx.numpy_helper
 
 # ops whose output is zero when their first input is (the other inputs are shapes, axes, ...)
 _ZERO_IN_ZERO_OUT = {"Neg", "Reshape", "Unsqueeze", "Squeeze", "Expand", "Transpose", "Identity",
@@ -159,3 +165,210 @@ def _scalars(graph: onnx.GraphProto) -> set[str]:
             if len(node.attribute[0].t.dims) == 0 or list(node.attribute[0].t.dims) == [1]:
                 names.add(node.output[0])
     return names
+
+
+def pool_by_phases(graph: onnx.GraphProto) -> onnx.GraphProto:
+    """A copy of `graph` where a 2x2 max pooling of ReLU(Conv(x)) and its backward run at the
+    pooled size, without MaxPool's indices (onnxruntime's scalar kernel) and MaxUnpool.
+
+    The window at pooled position (i, j) holds the conv's outputs at (2i + dy, 2j + dx): four
+    phases, each a stride-2 convolution of x shifted by (dy, dx). The pooling is their Max (and
+    ReLU after it, which commutes with a maximum); its backward gives each pooled gradient to the
+    first phase, in window order, that equals the maximum (as MaxPool's index does); and the
+    input gradient is the sum of each phase's through the conv's kernel at stride 2, shifted by
+    its offset. The rewrite needs the conv's output and its ReLU to feed only the pooling, and
+    the unpooled gradient to feed only the conv's input gradient as a transposed convolution
+    (training/onnx_export.py uses one for convs with few input channels, such as the first):
+    then no full-size activation or gradient is left. Matches are rewritten in place; anything
+    else is kept as it is."""
+    producer = {name: node for node in graph.node for name in node.output}
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    replaced: dict[int, list[onnx.NodeProto]] = {}   # id of a node -> the nodes taking its place
+    for pool in graph.node:
+        match = pool.op_type == "MaxPool" and _phase_match(pool, producer, users)
+        if match:
+            conv, unpools = match
+            replaced[id(pool)] = _phase_forward(conv, pool)
+            for unpool, transposed in unpools:
+                replaced[id(transposed)] = _phase_backward(conv, pool, unpool, transposed)
+    out = onnx.GraphProto()
+    out.CopyFrom(graph)
+    del out.node[:]
+    for node in graph.node:
+        out.node.extend(replaced.get(id(node), [node]))
+    return without(out, set())
+
+
+def without_redundant_relu_masks(graph: onnx.GraphProto) -> onnx.GraphProto:
+    """A copy of `graph` without ReLU backward masks that change nothing: Mul(Mul(y, s),
+    Cast(Greater(y, 0))) with y a ReLU's output is Mul(y, s), which is already zero where y is.
+    The gradient of the energy mean(y ** 2) is such a product: Deep Dream's, when no target has
+    weights (a weight adds a constant the mask does change)."""
+    producer = {name: node for node in graph.node for name in node.output}
+    zeros = _zero_scalars(graph)
+    alias = {}
+    for node in graph.node:
+        if node.op_type != "Mul":
+            continue
+        for product, mask in (node.input, reversed(node.input)):
+            cast, times = producer.get(mask), producer.get(product)
+            greater = cast and cast.op_type == "Cast" and producer.get(cast.input[0])
+            if (greater and greater.op_type == "Greater" and greater.input[1] in zeros
+                    and oh.get_node_attr_value(cast, "to") == onnx.TensorProto.FLOAT
+                    and producer.get(greater.input[0], cast).op_type == "Relu"
+                    and times and times.op_type == "Mul" and greater.input[0] in times.input):
+                alias[node.output[0]] = alias.get(product, product)
+                break
+    out = onnx.GraphProto()
+    out.CopyFrom(graph)
+    del out.node[:]
+    for node in graph.node:
+        if node.output[0] in alias:
+            continue
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.input[:] = [alias.get(name, name) for name in node.input]
+        out.node.append(copy)
+    out.node.extend(oh.make_node("Identity", [alias[o.name]], [o.name])
+                    for o in graph.output if o.name in alias)
+    return without(out, set())
+
+
+def _zero_scalars(graph: onnx.GraphProto) -> set[str]:
+    """Names of the graph's one-element float constants that are zero."""
+    tensors = {t.name: t for t in graph.initializer}
+    tensors |= {node.output[0]: node.attribute[0].t for node in graph.node
+                if node.op_type == "Constant" and node.attribute[0].name == "value"}
+    return {name for name, t in tensors.items()
+            if t.data_type == onnx.TensorProto.FLOAT and list(t.dims) in ([], [1])
+            and onnx.numpy_helper.to_array(t).item() == 0.0}
+
+
+def _attributes(node: onnx.NodeProto) -> dict:
+    return {a.name: oh.get_attribute_value(a) for a in node.attribute}
+
+
+def _phase_match(pool, producer, users):
+    """(Conv, [(MaxUnpool, ConvTranspose), ...]) when `pool` can run by phases, else None."""
+    pooling = _attributes(pool)
+    if (len(pool.output) != 2 or pooling.get("kernel_shape") != [2, 2]
+            or pooling.get("strides") != [2, 2] or any(pooling.get("pads", [0])) or
+            pooling.get("ceil_mode", 0) or pooling.get("dilations", [1, 1]) != [1, 1]):
+        return None
+    relu = producer.get(pool.input[0])
+    conv = relu and relu.op_type == "Relu" and producer.get(relu.input[0])
+    if not (conv and conv.op_type == "Conv" and [id(n) for n in users[conv.output[0]]] == [id(relu)]):
+        return None
+    convolution = _attributes(conv)
+    if (convolution.get("strides", [1, 1]) != [1, 1] or convolution.get("group", 1) != 1
+            or convolution.get("dilations", [1, 1]) != [1, 1]
+            or convolution.get("auto_pad", b"NOTSET") != b"NOTSET"):
+        return None
+    # the ReLU's output may only be pooled, or give its shape to the unpooling
+    for node in users[relu.output[0]]:
+        if node is not pool and not (node.op_type == "Shape" and all(
+                user.op_type == "MaxUnpool" for user in users.get(node.output[0], []))):
+            return None
+    unpools = []
+    for unpool in users.get(pool.output[1], []):
+        consumers = users.get(unpool.output[0], [])
+        transposed = consumers[0] if len(consumers) == 1 else None
+        if not (unpool.op_type == "MaxUnpool" and unpool.input[1] == pool.output[1]
+                and transposed is not None and transposed.op_type == "ConvTranspose"
+                and list(transposed.input) == [unpool.output[0], conv.input[1]]
+                and _same_geometry(convolution, _attributes(transposed))):
+            return None
+        unpools.append((unpool, transposed))
+    return conv, unpools
+
+
+def _same_geometry(convolution: dict, transposed: dict) -> bool:
+    """Whether a stride-1 ConvTranspose computes the input gradient of a stride-1 Conv."""
+    return (transposed.get("strides", [1, 1]) == [1, 1] and transposed.get("group", 1) == 1
+            and transposed.get("dilations", [1, 1]) == [1, 1]
+            and not any(transposed.get("output_padding", [0])) and "output_shape" not in transposed
+            and transposed.get("auto_pad", b"NOTSET") == b"NOTSET"
+            and transposed.get("pads", [0] * 4) == convolution.get("pads", [0] * 4))
+
+
+PHASES = [(0, 0), (0, 1), (1, 0), (1, 1)]   # MaxPool's order within a 2x2 window
+
+
+def _ints(name: str, values: list[int]) -> onnx.NodeProto:
+    return oh.make_node("Constant", [], [name],
+                        value=oh.make_tensor(name, onnx.TensorProto.INT64, [len(values)], values))
+
+
+def _phase_forward(conv: onnx.NodeProto, pool: onnx.NodeProto) -> list[onnx.NodeProto]:
+    """The pooled ReLU(Conv(x)) from four stride-2 convolutions, under the pooling's value name;
+    each phase's conv output is `<pool>/phase<p>` (the backward compares it to the maximum)."""
+    at = f"{pool.output[0]}/phases"
+    convolution = _attributes(conv)
+    kernel, pads = convolution["kernel_shape"], convolution.get("pads", [0] * 4)
+    nodes, padded = [], conv.input[0]
+    if any(pads):
+        padded = f"{at}/padded"
+        nodes += [_ints(f"{at}/pads", [0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]]),
+                  oh.make_node("Pad", [conv.input[0], f"{at}/pads"], [padded])]
+    # the conv's output rows past an even count are dropped by the pooling: so is their input
+    nodes += [oh.make_node("Shape", [padded], [f"{at}/size"], start=2),
+              _ints(f"{at}/kernel_less_one", [k - 1 for k in kernel]),
+              _ints(f"{at}/two", [2, 2]),
+              _ints(f"{at}/axes", [2, 3]),
+              oh.make_node("Sub", [f"{at}/size", f"{at}/kernel_less_one"], [f"{at}/outputs"]),
+              oh.make_node("Div", [f"{at}/outputs", f"{at}/two"], [f"{at}/pooled"]),
+              oh.make_node("Mul", [f"{at}/pooled", f"{at}/two"], [f"{at}/even"]),
+              oh.make_node("Add", [f"{at}/even", f"{at}/kernel_less_one"], [f"{at}/end"])]
+    for p, offset in enumerate(PHASES):
+        nodes += [_ints(f"{at}/start{p}", list(offset)),
+                  oh.make_node("Slice", [padded, f"{at}/start{p}", f"{at}/end", f"{at}/axes"],
+                               [f"{at}/input{p}"]),
+                  oh.make_node("Conv", [f"{at}/input{p}", *conv.input[1:]], [f"{at}/phase{p}"],
+                               kernel_shape=kernel, strides=[2, 2])]
+        if p % 2:
+            nodes.append(oh.make_node("Max", [f"{at}/phase{p - 1}", f"{at}/phase{p}"],
+                                      [f"{at}/max{p // 2}"]))
+    return nodes + [
+        oh.make_node("Max", [f"{at}/max0", f"{at}/max1"], [f"{at}/max"]),
+        oh.make_node("Relu", [f"{at}/max"], [pool.output[0]])]
+
+
+def _phase_backward(conv, pool, unpool, transposed) -> list[onnx.NodeProto]:
+    """The conv's input gradient from the pooled gradient (MaxUnpool's input), under the name of
+    the transposed convolution it replaces: each phase's share through the conv's own kernel at
+    stride 2, shifted to the phase's offset, and the four summed."""
+    at, phases = f"{transposed.output[0]}/phases", f"{pool.output[0]}/phases"
+    grad, nodes = unpool.input[0], []
+    for p in range(3):   # the last phase takes whatever the first three did not
+        nodes += [
+            oh.make_node("Equal", [f"{phases}/phase{p}", f"{phases}/max"], [f"{at}/first{p}"]),
+            oh.make_node("Cast", [f"{at}/first{p}"], [f"{at}/mask{p}"], to=onnx.TensorProto.FLOAT),
+            oh.make_node("Mul", [grad, f"{at}/mask{p}"], [f"{at}/grad{p}"]),
+            oh.make_node("Sub", [grad, f"{at}/grad{p}"], [f"{at}/rest{p}"])]
+        grad = f"{at}/rest{p}"
+    # rows and columns of the (padded) input past the last window get no gradient
+    nodes += [oh.make_node("Sub", [f"{phases}/size", f"{phases}/end"], [f"{at}/dropped"])]
+    for p, (dy, dx) in enumerate(PHASES):
+        share = grad if p == 3 else f"{at}/grad{p}"
+        nodes += [
+            oh.make_node("ConvTranspose", [share, conv.input[1]], [f"{at}/shifted{p}"],
+                         kernel_shape=_attributes(conv)["kernel_shape"], strides=[2, 2]),
+            _ints(f"{at}/before{p}", [0, 0, dy, dx, 0, 0]),
+            _ints(f"{at}/past{p}", [1 - dy, 1 - dx]),
+            oh.make_node("Add", [f"{at}/past{p}", f"{at}/dropped"], [f"{at}/after{p}"]),
+            oh.make_node("Concat", [f"{at}/before{p}", f"{at}/after{p}"], [f"{at}/pads{p}"], axis=0),
+            oh.make_node("Pad", [f"{at}/shifted{p}", f"{at}/pads{p}"], [f"{at}/placed{p}"])]
+    pads = _attributes(conv).get("pads", [0] * 4)
+    placed = [f"{at}/placed{p}" for p in range(4)]
+    if not any(pads):
+        return nodes + [oh.make_node("Sum", placed, [transposed.output[0]])]
+    return nodes + [
+        oh.make_node("Sum", placed, [f"{at}/padded"]),
+        _ints(f"{at}/start", pads[:2]),
+        _ints(f"{at}/pads_after", pads[2:]),
+        oh.make_node("Sub", [f"{phases}/size", f"{at}/pads_after"], [f"{at}/end"]),
+        oh.make_node("Slice", [f"{at}/padded", f"{at}/start", f"{at}/end", f"{phases}/axes"],
+                     [transposed.output[0]])]

@@ -2,6 +2,7 @@
 import numpy as np
 import onnx
 import onnx.helper as oh
+import onnx.numpy_helper
 import onnxruntime as ort
 import pytest
 import torch
@@ -126,3 +127,75 @@ def test_mask_before_unpool_gives_the_same_floats():
     got, want = _run(rewritten, {"x": x, "g": g}), _run(graph, {"x": x, "g": g})
     for a, b in zip(got, want):
         assert a.tobytes() == b.tobytes()
+
+
+def _conv_pool_and_back(kernel: int, pads: list[int]) -> onnx.GraphProto:
+    """y = MaxPool(ReLU(Conv(x))) 2x2 and, for a gradient g of y, the gradient of x as
+    gradient.onnx's any-size graph computes it: ReLU's mask on g, MaxUnpool, a transposed conv."""
+    rng = np.random.default_rng(7)
+    weight = rng.standard_normal((4, 2, kernel, kernel)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    return oh.make_graph(
+        [oh.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[kernel, kernel], pads=pads),
+         oh.make_node("Relu", ["c"], ["r"]),
+         oh.make_node("MaxPool", ["r"], ["y", "i"], kernel_shape=[2, 2], strides=[2, 2]),
+         oh.make_node("Greater", ["y", "zero"], ["above"]),
+         oh.make_node("Cast", ["above"], ["mask"], to=FLOAT),
+         oh.make_node("Mul", ["g", "mask"], ["masked"]),
+         oh.make_node("Shape", ["r"], ["shape"]),
+         oh.make_node("MaxUnpool", ["masked", "i", "shape"], ["u"], kernel_shape=[2, 2], strides=[2, 2]),
+         oh.make_node("ConvTranspose", ["u", "w"], ["dx"], kernel_shape=[kernel, kernel], pads=pads)],
+        "g", [_value("x", None), _value("g", None)], [_value("y", None), _value("dx", None)],
+        [onnx.numpy_helper.from_array(weight, "w"), onnx.numpy_helper.from_array(bias, "b"),
+         oh.make_tensor("zero", FLOAT, [], [0.0])])
+
+
+@pytest.mark.parametrize("kernel,pads", [(3, [0, 0, 0, 0]), (5, [2, 2, 2, 2]), (3, [1, 0, 0, 1])])
+@pytest.mark.parametrize("size", [(12, 16), (13, 11)])
+def test_pool_by_phases_is_pooling_and_its_backward(kernel, pads, size):
+    """Pooling by phases against MaxPool and MaxUnpool, at sizes whose conv output pools evenly
+    and not, on flat patches (every window a tie: the first maximum takes the gradient)."""
+    graph = _conv_pool_and_back(kernel, pads)
+    rewritten = onnx_passes.pool_by_phases(graph)
+    assert not {"MaxPool", "MaxUnpool"} & {node.op_type for node in rewritten.node}
+    rng = np.random.default_rng(8)
+    x = rng.random((2, 2, *size), dtype=np.float32)
+    x[0, :, :8, :8] = 0.25
+    x[1] = 0.5
+    y = _run(graph, {"x": x, "g": np.zeros((2, 4, 1, 1), np.float32)})[0]
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    (want_y, want_dx), (got_y, got_dx) = (_run(graph, {"x": x, "g": g}),
+                                          _run(rewritten, {"x": x, "g": g}))
+    np.testing.assert_allclose(got_y, want_y, rtol=1e-6, atol=1e-6)
+    assert got_dx.shape == x.shape
+    np.testing.assert_allclose(got_dx, want_dx, rtol=1e-5, atol=1e-5)
+
+
+def test_pool_by_phases_leaves_a_pooling_whose_input_is_used_elsewhere():
+    graph = _conv_pool_and_back(3, [0, 0, 0, 0])
+    graph.node.append(oh.make_node("ReduceSum", ["r"], ["total"], keepdims=0))
+    graph.output.append(_value("total", None))
+    assert [node.op_type for node in onnx_passes.pool_by_phases(graph).node].count("MaxPool") == 1
+
+
+def test_without_redundant_relu_masks_gives_the_same_values():
+    """ReLU's mask on a multiple of its own output changes nothing, and goes; on anything else it
+    stays."""
+    graph = oh.make_graph(
+        [oh.make_node("Relu", ["x"], ["y"]),
+         oh.make_node("Mul", ["y", "s"], ["ys"]),
+         oh.make_node("Greater", ["y", "zero"], ["above"]),
+         oh.make_node("Cast", ["above"], ["mask"], to=FLOAT),
+         oh.make_node("Mul", ["ys", "mask"], ["masked"]),
+         oh.make_node("Add", ["ys", "s"], ["shifted"]),
+         oh.make_node("Mul", ["mask", "shifted"], ["kept"])],
+        "g", [_value("x", [2, 3, 4, 5]), _value("s", [2, 1, 1, 1])],
+        [_value("masked", [2, 3, 4, 5]), _value("kept", [2, 3, 4, 5])],
+        [oh.make_tensor("zero", FLOAT, [], [0.0])])
+    rewritten = onnx_passes.without_redundant_relu_masks(graph)
+    assert [node.op_type for node in rewritten.node].count("Mul") == 2
+    rng = np.random.default_rng(9)
+    feed = {"x": rng.standard_normal((2, 3, 4, 5)).astype(np.float32),
+            "s": rng.standard_normal((2, 1, 1, 1)).astype(np.float32)}
+    for got, want in zip(_run(rewritten, feed), _run(graph, feed)):
+        np.testing.assert_array_equal(got, want)
