@@ -120,28 +120,26 @@ def mask_before_unpool(graph: onnx.GraphProto) -> onnx.GraphProto:
     y > t; the products are the same floats, signed zeros included."""
     producer = {name: node for node in graph.node for name in node.output}
     scalars = _scalars(graph)
-    out = onnx.GraphProto()
-    out.CopyFrom(graph)
-    del out.node[:]
+    nodes = []
     for node in graph.node:
         found = node.op_type == "Mul" and _unpool_and_mask(node, producer, scalars)
         if not found:
-            out.node.append(node)
+            nodes.append(node)
             continue
         unpool, cast, greater, pool = found
         masked = node.output[0]
-        out.node.extend([
+        nodes.extend([
             oh.make_node("Greater", [pool.output[0], greater.input[1]], [f"{masked}/pooled_above"]),
             oh.make_node("Cast", [f"{masked}/pooled_above"], [f"{masked}/pooled_mask"],
                          to=onnx.TensorProto.FLOAT),
             oh.make_node("Mul", [unpool.input[0], f"{masked}/pooled_mask"], [f"{masked}/pooled"]),
             oh.make_node("MaxUnpool", [f"{masked}/pooled", *unpool.input[1:]], [masked],
-                         **{a.name: oh.get_attribute_value(a) for a in unpool.attribute}),
+                         **_attributes(unpool)),
         ])
-    return without(out, set())
+    return _rewritten(graph, nodes)
 
 
-def _unpool_and_mask(mul: onnx.NodeProto, producer: dict, scalars: set[str]):
+def _unpool_and_mask(mul: onnx.NodeProto, producer: dict, scalars: dict):
     """(MaxUnpool, Cast, Greater, MaxPool) when `mul` multiplies an unpooled gradient by the
     mask of the pooled input above a scalar, else None."""
     for unpooled, mask in (mul.input, reversed(mul.input)):
@@ -157,14 +155,27 @@ def _unpool_and_mask(mul: onnx.NodeProto, producer: dict, scalars: set[str]):
     return None
 
 
-def _scalars(graph: onnx.GraphProto) -> set[str]:
-    """Names of the graph's one-element constants."""
-    names = {t.name for t in graph.initializer if len(t.dims) == 0 or list(t.dims) == [1]}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute[0].name == "value":
-            if len(node.attribute[0].t.dims) == 0 or list(node.attribute[0].t.dims) == [1]:
-                names.add(node.output[0])
-    return names
+def _scalars(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    """The graph's one-element constants (initializers and Constant nodes), by name."""
+    tensors = {t.name: t for t in graph.initializer}
+    tensors |= {node.output[0]: node.attribute[0].t for node in graph.node
+                if node.op_type == "Constant" and node.attribute[0].name == "value"}
+    return {name: t for name, t in tensors.items() if list(t.dims) in ([], [1])}
+
+
+def _zero_scalars(graph: onnx.GraphProto) -> set[str]:
+    """Names of the graph's one-element float constants that are zero."""
+    return {name for name, t in _scalars(graph).items()
+            if t.data_type == onnx.TensorProto.FLOAT and onnx.numpy_helper.to_array(t).item() == 0.0}
+
+
+def _rewritten(graph: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> onnx.GraphProto:
+    """A copy of `graph` with `nodes` in place of its own, without what no output needs any more."""
+    out = onnx.GraphProto()
+    out.CopyFrom(graph)
+    del out.node[:]
+    out.node.extend(nodes)
+    return without(out, set())
 
 
 def pool_by_phases(graph: onnx.GraphProto) -> onnx.GraphProto:
@@ -194,12 +205,7 @@ def pool_by_phases(graph: onnx.GraphProto) -> onnx.GraphProto:
             replaced[id(pool)] = _phase_forward(conv, pool)
             for unpool, transposed in unpools:
                 replaced[id(transposed)] = _phase_backward(conv, pool, unpool, transposed)
-    out = onnx.GraphProto()
-    out.CopyFrom(graph)
-    del out.node[:]
-    for node in graph.node:
-        out.node.extend(replaced.get(id(node), [node]))
-    return without(out, set())
+    return _rewritten(graph, [new for node in graph.node for new in replaced.get(id(node), [node])])
 
 
 def without_redundant_relu_masks(graph: onnx.GraphProto) -> onnx.GraphProto:
@@ -222,29 +228,17 @@ def without_redundant_relu_masks(graph: onnx.GraphProto) -> onnx.GraphProto:
                     and times and times.op_type == "Mul" and greater.input[0] in times.input):
                 alias[node.output[0]] = alias.get(product, product)
                 break
-    out = onnx.GraphProto()
-    out.CopyFrom(graph)
-    del out.node[:]
+    nodes = []
     for node in graph.node:
         if node.output[0] in alias:
             continue
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
         copy.input[:] = [alias.get(name, name) for name in node.input]
-        out.node.append(copy)
-    out.node.extend(oh.make_node("Identity", [alias[o.name]], [o.name])
-                    for o in graph.output if o.name in alias)
-    return without(out, set())
-
-
-def _zero_scalars(graph: onnx.GraphProto) -> set[str]:
-    """Names of the graph's one-element float constants that are zero."""
-    tensors = {t.name: t for t in graph.initializer}
-    tensors |= {node.output[0]: node.attribute[0].t for node in graph.node
-                if node.op_type == "Constant" and node.attribute[0].name == "value"}
-    return {name for name, t in tensors.items()
-            if t.data_type == onnx.TensorProto.FLOAT and list(t.dims) in ([], [1])
-            and onnx.numpy_helper.to_array(t).item() == 0.0}
+        nodes.append(copy)
+    nodes.extend(oh.make_node("Identity", [alias[o.name]], [o.name])
+                 for o in graph.output if o.name in alias)
+    return _rewritten(graph, nodes)
 
 
 def _attributes(node: onnx.NodeProto) -> dict:
@@ -342,6 +336,7 @@ def _phase_backward(conv, pool, unpool, transposed) -> list[onnx.NodeProto]:
     the transposed convolution it replaces: each phase's share through the conv's own kernel at
     stride 2, shifted to the phase's offset, and the four summed."""
     at, phases = f"{transposed.output[0]}/phases", f"{pool.output[0]}/phases"
+    convolution = _attributes(conv)
     grad, nodes = unpool.input[0], []
     for p in range(3):   # the last phase takes whatever the first three did not
         nodes += [
@@ -356,13 +351,13 @@ def _phase_backward(conv, pool, unpool, transposed) -> list[onnx.NodeProto]:
         share = grad if p == 3 else f"{at}/grad{p}"
         nodes += [
             oh.make_node("ConvTranspose", [share, conv.input[1]], [f"{at}/shifted{p}"],
-                         kernel_shape=_attributes(conv)["kernel_shape"], strides=[2, 2]),
+                         kernel_shape=convolution["kernel_shape"], strides=[2, 2]),
             _ints(f"{at}/before{p}", [0, 0, dy, dx, 0, 0]),
             _ints(f"{at}/past{p}", [1 - dy, 1 - dx]),
             oh.make_node("Add", [f"{at}/past{p}", f"{at}/dropped"], [f"{at}/after{p}"]),
             oh.make_node("Concat", [f"{at}/before{p}", f"{at}/after{p}"], [f"{at}/pads{p}"], axis=0),
             oh.make_node("Pad", [f"{at}/shifted{p}", f"{at}/pads{p}"], [f"{at}/placed{p}"])]
-    pads = _attributes(conv).get("pads", [0] * 4)
+    pads = convolution.get("pads", [0] * 4)
     placed = [f"{at}/placed{p}" for p in range(4)]
     if not any(pads):
         return nodes + [oh.make_node("Sum", placed, [transposed.output[0]])]
