@@ -42,6 +42,7 @@ UNEVEN = 0.1             # spread of the four sides' median brightness that mean
 COARSE = 16              # side of the coarse copy the background is estimated on
 SPECKS = 3               # isolated stroke pixels that mark a grainy picture (MNIST digits: 2 at most)
 NOISE_FLOOR = 2.0        # noise up to this many times its spread above the paper is removed
+FEW_VALUES = 500         # sorted in Python rather than numpy (see _sorted)
 
 
 def normalise(grey: np.ndarray, height: int, width: int, foreground: str = "light",
@@ -55,19 +56,22 @@ def normalise(grey: np.ndarray, height: int, width: int, foreground: str = "ligh
     if max(sides) - min(sides) > UNEVEN:                             # step 2
         grey = np.clip(grey - _background(grey), 0, 1)
         background = _median(_border(grey))
-    peak = float(grey.max())
+    row_peaks = grey.max(axis=1)
+    peak = float(row_peaks.max())
     if peak - background < 1e-3:
         return np.zeros((height, width), np.float32)
-    grey = grey - background
-    grey /= peak - background
-    grey = grey.clip(0, 1, out=grey)
-    if _isolated(grey) >= SPECKS:                                    # step 2b
-        grey = _despeckled(grey)
-    bounds = _bounds(grey)                                           # step 3
+    stretch = _stretch(background, peak)
+    bounds = _bounds(grey, stretch, row_peaks)                       # step 3
     if bounds is None:
         return np.zeros((height, width), np.float32)
-    top, bottom, left, right = bounds
-    crop = grey[top:bottom, left:right]
+    crop = stretch(_crop(grey, bounds))
+    # (a stroke pixel is isolated in the crop as in the whole image: none lies outside it)
+    if _isolated(crop) >= SPECKS:                                    # step 2b, then 3 again
+        grey = _despeckled(stretch(grey))
+        bounds = _bounds(grey)
+        if bounds is None:
+            return np.zeros((height, width), np.float32)
+        crop = _crop(grey, bounds)
     if deskew and crop.shape[0] > 1:                                 # step 4
         sheared = _unslant(crop)
         bounds = _bounds(_array(sheared))
@@ -123,23 +127,45 @@ def _array(image: Image.Image) -> np.ndarray:
     return np.frombuffer(image.tobytes(), np.float32).reshape(image.height, image.width)
 
 
-def _bounds(grey: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Top, bottom, left, right (bottom and right exclusive) of the pixels above STROKE."""
-    strokes = grey > STROKE
-    rows = strokes.any(axis=1).nonzero()[0]
+def _bounds(grey: np.ndarray, stretch=None, row_peaks: np.ndarray | None = None
+            ) -> tuple[int, int, int, int] | None:
+    """Top, bottom, left, right (bottom and right exclusive) of the pixels above STROKE, in
+    `stretch(grey)` when given. A row (a column) holds such a pixel when its largest value does,
+    stretch being monotonic, so only those maxima are stretched and compared: numpy lets go of
+    the GIL in passes over more than 500 values (a 28x28 image), and in a loaded server each such
+    pass hands the GIL to another thread. `row_peaks`: grey's row maxima, when the caller has
+    them."""
+    rows = grey.max(axis=1) if row_peaks is None else row_peaks
+    rows = ((stretch(rows) if stretch else rows) > STROKE).nonzero()[0]
     if rows.size == 0:
         return None
-    cols = strokes.any(axis=0).nonzero()[0]
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    cols = grey[top:bottom].max(axis=0)
+    cols = ((stretch(cols) if stretch else cols) > STROKE).nonzero()[0]
+    return top, bottom, int(cols[0]), int(cols[-1]) + 1
+
+
+def _crop(grey: np.ndarray, bounds: tuple[int, int, int, int]) -> np.ndarray:
+    top, bottom, left, right = bounds
+    return grey[top:bottom, left:right]
+
+
+def _stretch(background: float, peak: float):
+    """Step 2's levels as a function: `background` to 0, `peak` to 1, clipped to [0, 1]. Applied
+    to a crop or to row maxima it gives the values the whole stretched image would have there."""
+    def stretched(values: np.ndarray) -> np.ndarray:
+        values = values - background
+        values /= peak - background
+        return values.clip(0, 1, out=values)
+    return stretched
 
 
 def _edges(grey: np.ndarray) -> tuple[float, list[float]]:
-    """The median brightness of the border (_border's strips) and of each side, from one sort
-    of each strip and one of their union (np.median's values, at a fraction of its overhead).
-    The sides tell whether the paper is lit unevenly: each side's median, so that a stroke
-    running off one side (a tightly cropped digit) does not count as a shadow."""
-    strips = [np.sort(strip) for strip in _strips(grey)]
-    return _middle(np.sort(np.concatenate(strips))), [_middle(strip) for strip in strips]
+    """The median brightness of the border (_border's strips) and of each side. The sides tell
+    whether the paper is lit unevenly: each side's median, so that a stroke running off one side
+    (a tightly cropped digit) does not count as a shadow."""
+    strips = _strips(grey)
+    return _median(np.concatenate(strips)), [_median(strip) for strip in strips]
 
 
 def _background(grey: np.ndarray) -> np.ndarray:
@@ -169,7 +195,7 @@ def _despeckled(grey: np.ndarray) -> np.ndarray:
     median: one standard deviation of Gaussian noise, even on white paper, which clips the half
     of the noise that is whiter than white (a standard deviation from the spread around the
     median would come out as 0 there)."""
-    border = np.sort(_border(grey))
+    border = _sorted(_border(grey))
     paper = _middle(border)
     floor = paper + NOISE_FLOOR * (float(border[(len(border) - 1) * 84 // 100]) - paper)
     peak = float(grey.max())
@@ -208,11 +234,19 @@ def _border(grey: np.ndarray) -> np.ndarray:
 
 
 def _median(values: np.ndarray) -> float:
-    return _middle(np.sort(values))
+    return _middle(_sorted(values))
 
 
-def _middle(ordered: np.ndarray) -> float:
-    """The median of sorted values, as np.median gives it."""
+def _sorted(values: np.ndarray) -> np.ndarray | list[float]:
+    """`values` in ascending order; up to FEW_VALUES of them as a list of Python floats (the
+    same values: float32 converts exactly). numpy's sort lets go of the GIL however few the
+    values, and in a loaded server another of the worker's threads takes it every time: a context
+    switch for each side of a 28x28 digit."""
+    return sorted(values.tolist()) if values.size <= FEW_VALUES else np.sort(values)
+
+
+def _middle(ordered: np.ndarray | list[float]) -> float:
+    """The median of sorted values (of an even count, its middle two's mean in float64)."""
     middle = len(ordered) // 2
     if len(ordered) % 2:
         return float(ordered[middle])
