@@ -64,10 +64,12 @@ def _negotiate(produced: list[str]):
     """No Accept header, or */*, allows all. The /v2 protocol answers JSON (or its binary
     extension) whatever the client asks."""
     accept = request.accept_mimetypes
+    if not produced or not accept:
+        return
     # Media type parameters do not count: a Prometheus scraper's text/plain;version=0.0.4 is the
     # text/plain that /metrics answers with (Werkzeug alone would not match them).
     ranges = MIMEAccept([(value.split(";")[0], quality) for value, quality in accept])
-    if not produced or not accept or ranges.best_match(produced):
+    if ranges.best_match(produced):
         return
     raise Problem(406, f"this endpoint answers {', '.join(produced)}; the Accept header "
                        f"{request.headers['Accept']!r} allows none of them")

@@ -56,6 +56,7 @@ TARGETS_HELP = ("comma-separated terms, each optionally weighted with *w: a laye
                 "image is moved through its pre-activation (X-Dream-Redirected-Steps)")
 
 
+@params.per_model
 def parameters(served: Served) -> list[Param]:
     limits = served.settings
     spec = served.bundle.manifest["input"]

@@ -40,6 +40,7 @@ _INFERNO = np.array([[0, 0, 4], [22, 11, 57], [66, 10, 104], [106, 23, 110], [14
                      [246, 215, 70], [252, 255, 164]], np.float32) / 255
 
 
+@params.per_model
 def parameters(served: Served) -> list[Param]:
     most = served.settings.max_explain_samples
     spec = served.bundle.manifest["input"]

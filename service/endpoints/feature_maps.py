@@ -17,6 +17,7 @@ blueprint = openapi.Documented("feature_maps", __name__)
 TOP_K = 3
 
 
+@params.per_model
 def parameters(served: Served) -> list[Param]:
     spatial = spatial_layers(served)
     return [

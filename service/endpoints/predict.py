@@ -15,6 +15,7 @@ from service.runtime.served import Served, current
 blueprint = openapi.Documented("predict", __name__)
 
 
+@params.per_model
 def parameters(served: Served) -> list[Param]:
     spec = served.bundle.manifest["input"]
     return [

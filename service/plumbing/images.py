@@ -26,6 +26,7 @@ from service.plumbing.problems import bad_request, too_large, unprocessable, uns
 MEDIA_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP",
                "image/bmp": "BMP", "image/gif": "GIF"}
 UPLOAD_TYPES = {*MEDIA_TYPES, "multipart/form-data", "application/json"}
+_FORMATS = tuple(MEDIA_TYPES.values())
 _FORMAT_NAMES = "PNG, JPEG, WebP, BMP or GIF"
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)   # ITU-R BT.601, as Pillow's "L" and JPEG's Y
 _SIXTEEN_BIT = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
@@ -121,7 +122,7 @@ def decode(blob: bytes, max_pixels: int, label: str = "the image", *,
     to fit this square before converting it to floats (JPEGs decode at reduced size directly),
     when the caller needs no more detail, so a 16-megapixel photo costs no gigabyte of floats."""
     try:
-        image = Image.open(io.BytesIO(blob), formats=list(MEDIA_TYPES.values()))
+        image = Image.open(io.BytesIO(blob), formats=_FORMATS)
     except UnidentifiedImageError:
         raise unprocessable(f"{label} is not a {_FORMAT_NAMES} image") from None
     except Image.DecompressionBombError as error:   # Pillow's guard, at twice our limit
@@ -140,7 +141,8 @@ def decode(blob: bytes, max_pixels: int, label: str = "the image", *,
     try:
         if shrink_to:
             image.draft(None, (shrink_to, shrink_to))
-        image = ImageOps.exif_transpose(_eight_bit_or_float(image))
+        image = _eight_bit_or_float(image)
+        ImageOps.exif_transpose(image, in_place=True)   # (a copy otherwise, even when upright)
         if shrink_to:
             image.thumbnail((shrink_to, shrink_to), Image.Resampling.LANCZOS, reducing_gap=None)
         return _to_rgb(image)

@@ -10,7 +10,9 @@ cannot be told. (A parameter its operation does not declare is refused before th
 service.endpoints.docs.)"""
 from __future__ import annotations
 
+import functools
 import math
+import weakref
 from dataclasses import dataclass
 
 from flask import request
@@ -33,7 +35,10 @@ class Param:
     choices: tuple[str, ...] = ()
 
     def read(self):
-        raw = given(self.name)
+        return self.parse(given(self.name))
+
+    def parse(self, raw: str | None):
+        """The value of `raw` as given in the query or form (None: not given)."""
         if raw is None:
             return self.default
         value = {int: self._integer, float: self._number, bool: self._boolean,
@@ -81,11 +86,15 @@ class Param:
 
 def given(name: str) -> str | None:
     """The raw value of parameter `name`, from the query or the form; None when absent."""
-    query, form = request.args.get(name), form_fields().get(name)
-    if query is not None and form is not None and query != form:
-        raise bad_request(f"{name} is given twice with different values: {query!r} in the query "
-                          f"and {form!r} in the form; give it once")
-    return query if query is not None else form
+    return _given(name, request.args, form_fields())
+
+
+def _given(name: str, query, form) -> str | None:
+    in_query, in_form = query.get(name), form.get(name)
+    if in_query is not None and in_form is not None and in_query != in_form:
+        raise bad_request(f"{name} is given twice with different values: {in_query!r} in the "
+                          f"query and {in_form!r} in the form; give it once")
+    return in_query if in_query is not None else in_form
 
 
 def form_fields() -> dict[str, str] | MultiDict:
@@ -95,7 +104,22 @@ def form_fields() -> dict[str, str] | MultiDict:
 
 
 def read_all(declared: list[Param]) -> dict:
-    return {param.name: param.read() for param in declared}
+    query, form = request.args, form_fields()
+    return {param.name: param.parse(_given(param.name, query, form)) for param in declared}
+
+
+def per_model(declare):
+    """For an endpoint's `parameters(served)`: the list is made once per served model (a reload
+    makes a new one), since its bounds and texts depend on the bundle, never on the request."""
+    made = weakref.WeakKeyDictionary()
+
+    @functools.wraps(declare)
+    def declared(served) -> list[Param]:
+        found = made.get(served)
+        if found is None:
+            found = made[served] = declare(served)
+        return found
+    return declared
 
 
 def names(text: str) -> list[str]:

@@ -22,7 +22,7 @@ from service.settings import Settings
 EXTENSION = "cnnlens"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # one loaded bundle is equal only to itself
 class Served:
     settings: Settings
     bundle: bundles.Bundle
