@@ -167,7 +167,7 @@ def _eight_bit_or_float(image: Image.Image) -> Image.Image:
 def _to_rgb(image: Image.Image) -> Decoded:
     if image.mode == "F":
         return Decoded(np.clip(np.asarray(image, np.float32), 0, 1))
-    values = np.asarray(image, np.float32) / 255
+    values = np.asarray(image) / np.float32(255)   # uint8 in, float32 out, in one pass
     if image.mode == "L":
         return Decoded(values)
     rgb = values[..., :3]

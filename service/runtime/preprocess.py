@@ -41,7 +41,7 @@ def model_input(image: Decoded, spec: dict, mode: str) -> np.ndarray:
         planes = np.stack([digit.resize(plane, height, width) for plane in planes])
     if spec["channels"] == 3 and planes.shape[0] == 1:
         planes = np.repeat(planes, 3, axis=0)
-    return planes.astype(np.float32)
+    return planes.astype(np.float32, copy=False)
 
 
 def default_mode(spec: dict) -> str:
