@@ -1,7 +1,8 @@
 """Part 1: /predict under load, cnn-lens next to the lean reference server (bench/lean_app.py),
 the HTTP ceiling and the naive torch baseline, interleaved (every round runs each concurrency on
 each series in turn). cnn-lens and the lean server are loaded with both bodies: the PNG as a
-multipart upload (a new boundary per request) and as the raw body. With `before` (a checkout of an
+multipart upload (a new boundary per request) and as the raw body; cnn-lens also with
+preprocess=none, the lean server's own pipeline. With `before` (a checkout of an
 earlier commit: python -m bench --before PATH), cnn-lens as it was there joins the rounds too.
 """
 from __future__ import annotations
@@ -14,32 +15,34 @@ from bench.stats import summary
 from bench.servers import ROOT
 
 IMAGE = ROOT / "examples" / "mnist-7.png"
-SERIES = {   # name -> (server kind, body)
-    "cnn-lens": ("cnn-lens", "multipart"),
-    "cnn-lens raw": ("cnn-lens", "raw"),
-    "lean": ("lean", "multipart"),
-    "lean raw": ("lean", "raw"),
-    "ceiling": ("ceiling", "multipart"),
-    "naive": ("naive", "multipart"),
+SERIES = {   # name -> (server kind, body, path)
+    "cnn-lens": ("cnn-lens", "multipart", "/predict"),
+    "cnn-lens raw": ("cnn-lens", "raw", "/predict"),
+    # the lean server's own pipeline (a plain resize to 28x28, no digit preprocessing)
+    "cnn-lens raw none": ("cnn-lens", "raw", "/predict?preprocess=none"),
+    "lean": ("lean", "multipart", "/predict"),
+    "lean raw": ("lean", "raw", "/predict"),
+    "ceiling": ("ceiling", "multipart", "/predict"),
+    "naive": ("naive", "multipart", "/predict"),
 }
 CONCURRENCY = (1, 8, 64)
 
 
 def run(rounds: int, seconds: float, before: Path | None = None) -> dict:
     series = dict(SERIES)
-    started = {kind: servers.start(kind) for kind in dict.fromkeys(k for k, _ in SERIES.values())}
+    started = {kind: servers.start(kind) for kind in dict.fromkeys(k for k, _, _ in SERIES.values())}
     if before:
         started["cnn-lens before"] = servers.start("cnn-lens", root=before)
-        series |= {"cnn-lens before": ("cnn-lens before", "multipart"),
-                   "cnn-lens before raw": ("cnn-lens before", "raw")}
+        series |= {"cnn-lens before": ("cnn-lens before", "multipart", "/predict"),
+                   "cnn-lens before raw": ("cnn-lens before", "raw", "/predict")}
     try:
         for server in started.values():   # warm up every worker and connection path
             wrk(server.base + "/predict", IMAGE, 8, 1)
         samples = {name: {c: [] for c in CONCURRENCY} for name in series}
         for round_ in range(rounds):
             for c in CONCURRENCY:
-                for name, (kind, body) in series.items():
-                    result = wrk(started[kind].base + "/predict", IMAGE, c, seconds, body=body)
+                for name, (kind, body, path) in series.items():
+                    result = wrk(started[kind].base + path, IMAGE, c, seconds, body=body)
                     if result["errors"] or result["non_2xx"]:
                         raise RuntimeError(f"{name} c{c}: {result}")
                     samples[name][c].append(result)

@@ -25,6 +25,11 @@ def check(results: dict) -> list[dict]:
             c8 = t[ours]["8"]["rps"]
             target(f"/predict c8 keep-alive, slowest round / median{body}",
                    c8["min"] / c8["median"], 0.8, False)
+        # like for like: the lean server's pipeline, without cnn-lens's digit preprocessing
+        target("/predict c64 throughput / lean server raw, preprocess=none",
+               med("cnn-lens raw none", 64, "rps") / med("lean raw", 64, "rps"), 0.8, False)
+        target("/predict c64 p99 / lean server p99 raw, preprocess=none",
+               med("cnn-lens raw none", 64, "p99_ms") / med("lean raw", 64, "p99_ms"), 1.5, True)
     if "batch" in results:
         b = results["batch"]["images_per_s"]
         ceiling = b["session_run_in_process"]["median"]
