@@ -4,6 +4,7 @@ cannot load them."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -143,6 +144,12 @@ def test_headers_slower_than_the_client_timeout_are_dropped(tmp_path):
             slow.close()
 
 
+def _access_log_pids(log: Path) -> set[int]:
+    """The pids in the service's JSON access lines (a line still being written is skipped)."""
+    return {json.loads(line)["pid"] for line in log.read_text().splitlines()
+            if line.startswith("{") and line.endswith("}")}
+
+
 def _children(master: int) -> set[int]:
     return {int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
 
@@ -166,21 +173,23 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_fail(tmp_path):
         threads = [threading.Thread(target=stream, daemon=True) for _ in range(clients)]
         for thread in threads:
             thread.start()
-        time.sleep(1.0)
-        before = _children(process.pid)
-        victim = min(before)
-        os.kill(victim, signal.SIGKILL)
-        assert wait_for(lambda: victim not in _children(process.pid) or
-                         "State:\tZ" in Path(f"/proc/{victim}/status").read_text())
-        killed = time.monotonic()
-        assert wait_for(lambda: len(_children(process.pid) - before) == 1), log.read_text()
-        replacement = (_children(process.pid) - before).pop()
-        assert Client(base).get("/readyz").status == 200
-        assert wait_for(lambda: f'"pid": {replacement}' in log.read_text())   # it serves
-        time.sleep(1.0)
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
+        try:   # the clients stop whatever happens: left running, they slow every later test
+            time.sleep(1.0)
+            before = _children(process.pid)
+            victim = min(before)
+            os.kill(victim, signal.SIGKILL)
+            assert wait_for(lambda: victim not in _children(process.pid) or
+                             "State:\tZ" in Path(f"/proc/{victim}/status").read_text())
+            killed = time.monotonic()
+            assert wait_for(lambda: len(_children(process.pid) - before) == 1), log.read_text()
+            replacement = (_children(process.pid) - before).pop()
+            assert Client(base).get("/readyz").status == 200
+            assert wait_for(lambda: replacement in _access_log_pids(log))   # it serves
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
     failed = [o for o in outcomes if o[2] != 200]
     # Only requests in flight at the kill fail (at most one per client, each on a lost
     # connection, never a 5xx); every request sent after it succeeds.
