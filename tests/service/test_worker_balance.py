@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from service.runtime.worker import PEER_PATIENCE
+from service.runtime.worker import PEER_PATIENCE, _Connections, _DeadlineSocket
 from tests.service.conftest import ROOT, gunicorn_env, serving, wait_for
 
 WORKERS, THREADS = 2, 4
@@ -158,3 +158,39 @@ def test_connections_left_to_a_stopped_worker_are_taken_after_a_while(tmp_path):
             os.kill(stopped, signal.SIGCONT)
     assert _connections_per_worker(log_path, WORKERS * THREADS) == \
         {max(pids): WORKERS * THREADS}
+
+
+def test_the_connection_count_follows_opens_hang_ups_and_closes():
+    """What each worker publishes: its open connections whose client has not hung up. A closed
+    connection leaves the count before its descriptor is freed, so a new connection that gets
+    the same number is counted once."""
+    table = _Connections()
+    pairs = [socket.socketpair() for _ in range(3)]
+    ours = []
+    for server_side, _ in pairs:
+        sock = _DeadlineSocket(server_side.family, server_side.type, server_side.proto,
+                               fileno=server_side.detach())
+        table.add(sock)
+        ours.append(sock)
+    try:
+        assert table.live() == 3
+        pairs[0][1].close()                  # a client hangs up: still open here, not live
+        assert table.live() == 2
+        number = ours[1].fileno()
+        ours[1].close()
+        assert table.live() == 1
+        one, other = socket.socketpair()     # POSIX: the lowest free numbers, the closed one's too
+        again, client = (one, other) if one.fileno() == number else (other, one)
+        assert again.fileno() == number
+        reused = _DeadlineSocket(again.family, again.type, again.proto, fileno=again.detach())
+        table.add(reused)
+        assert table.live() == 2
+        reused.close()
+        client.close()
+        assert table.live() == 1
+    finally:
+        for sock in ours:
+            sock.close()
+        for _, client in pairs:
+            client.close()
+    assert table.live() == 0
