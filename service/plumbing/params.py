@@ -90,7 +90,9 @@ def given(name: str) -> str | None:
 
 
 def _given(name: str, query, form) -> str | None:
-    in_query, in_form = query.get(name), form.get(name)
+    # (not MultiDict.get, which raises and catches an exception for each parameter not given)
+    in_query = query[name] if name in query else None
+    in_form = form[name] if name in form else None
     if in_query is not None and in_form is not None and in_query != in_form:
         raise bad_request(f"{name} is given twice with different values: {in_query!r} in the "
                           f"query and {in_form!r} in the form; give it once")
