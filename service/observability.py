@@ -94,8 +94,15 @@ _info_set: set[tuple[str, str]] = set()
 
 
 def observe_inference(model: str, images: int, seconds: float) -> None:
-    INFERENCE_SECONDS.labels(model).observe(seconds)
-    IMAGES.labels(model, _endpoint()).inc(images)
+    _labelled(INFERENCE_SECONDS, model).observe(seconds)
+    _labelled(IMAGES, model, _endpoint()).inc(images)
+
+
+@functools.cache
+def _labelled(metric, *labels: str):
+    """metric.labels(*labels), kept: labels() converts and checks the values and takes the
+    metric's lock on every call, for a child that never changes (label sets are bounded, above)."""
+    return metric.labels(*labels)
 
 
 @contextmanager
@@ -206,8 +213,8 @@ def _teardown(error: BaseException | None, default_model: str) -> None:
     status, size = g.get("cnnlens_response", (500, None))
     endpoint = _endpoint()
     method = request.method
-    REQUESTS.labels(endpoint, method, str(status)).inc()
-    REQUEST_SECONDS.labels(endpoint).observe(seconds)
+    _labelled(REQUESTS, endpoint, method, str(status)).inc()
+    _labelled(REQUEST_SECONDS, endpoint).observe(seconds)
     _log_line("error" if status >= 500 else "info", {
         "method": method, "path": request.path[:_MAX_LOGGED], "status": status,
         "duration_ms": round(seconds * 1000, 3),
