@@ -42,19 +42,27 @@ def run(rounds: int, seconds: float, before: Path | None = None) -> dict:
         for round_ in range(rounds):
             for c in CONCURRENCY:
                 for name, (kind, body, path) in series.items():
-                    result = wrk(started[kind].base + path, IMAGE, c, seconds, body=body)
+                    server = started[kind]
+                    cpu, switches = server.worker_usage()
+                    result = wrk(server.base + path, IMAGE, c, seconds, body=body)
                     if result["errors"] or result["non_2xx"]:
                         raise RuntimeError(f"{name} c{c}: {result}")
+                    cpu_after, switches_after = server.worker_usage()
+                    # what each request costs the server, whichever worker served it: unlike req/s,
+                    # not halved in a round where most connections piled onto one worker
+                    result["cpu_us"] = (cpu_after - cpu) / result["requests"] * 1e6
+                    result["switches"] = (switches_after - switches) / result["requests"]
                     samples[name][c].append(result)
                     print(f"  round {round_ + 1} c{c:<3} {name:12} {result['rps']:8.0f} req/s  "
-                          f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms",
-                          flush=True)
+                          f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
+                          f"worker CPU {result['cpu_us']:5.0f} µs  "
+                          f"{result['switches']:4.1f} context switches a request", flush=True)
         rss = {kind: server.worker_rss_mb() for kind, server in started.items()}
     finally:
         for server in started.values():
             server.stop()
     table = {name: {str(c): {metric: summary([s[metric] for s in samples[name][c]])
-                             for metric in ("rps", "p50_ms", "p99_ms")}
+                             for metric in ("rps", "p50_ms", "p99_ms", "cpu_us", "switches")}
                     for c in CONCURRENCY} for name in series}
     return {"rounds": rounds, "seconds_per_run": seconds, "image": str(IMAGE.relative_to(ROOT)),
             "before": str(before) if before else None, "table": table, "worker_rss_mb_after": rss}

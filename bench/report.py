@@ -11,11 +11,13 @@ def tables(results: dict, targets: list[dict]) -> str:
     if "predict" in results:
         out += ["### /predict under load (one PNG as a multipart upload, or as the body in the raw rows; "
                 "median (min–max) over rounds)", "",
-                "| server | concurrency | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|"]
+                "| server | concurrency | req/s | p50 ms | p99 ms | worker CPU µs a request | "
+                "context switches a request |", "|---|---|---|---|---|---|---|"]
         for kind, by_c in results["predict"]["table"].items():
             for c, m in by_c.items():
                 out.append(f"| {kind} | {c} | {_range(m['rps'], '.0f')} | "
-                           f"{_range(m['p50_ms'], '.2f')} | {_range(m['p99_ms'], '.2f')} |")
+                           f"{_range(m['p50_ms'], '.2f')} | {_range(m['p99_ms'], '.2f')} | "
+                           f"{_range(m['cpu_us'], '.0f')} | {_range(m['switches'], '.1f')} |")
         out.append("")
     if "batch" in results:
         out += ["### Batch of 256 MNIST digits (images/s, median (min–max))", "",

@@ -47,6 +47,20 @@ class Server:
                     sizes.append(int(line.split()[1]) / 1024)
         return sizes
 
+    def worker_usage(self) -> tuple[float, int]:
+        """CPU seconds (user + system) and context switches (voluntary and not, every thread)
+        the workers have used so far: read before and after a load, per request."""
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu, switches = 0.0, 0
+        for pid in self.worker_pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / tick   # utime, stime
+            for status in Path(f"/proc/{pid}/task").glob("*/status"):
+                for line in status.read_text().splitlines():
+                    if "ctxt_switches:" in line:
+                        switches += int(line.split()[1])
+        return cpu, switches
+
     def stop(self) -> None:
         self.process.terminate()
         try:
