@@ -13,23 +13,28 @@ def check(results: dict) -> list[dict]:
     if "predict" in results:
         t = results["predict"]["table"]
         med = lambda kind, c, m: t[kind][str(c)][m]["median"]
+        # The lean server runs on plain gthread, whose rounds at c64 can collapse when most
+        # connections pile onto one worker (1,269 against 3,476 req/s on 2026-12-04): cnn-lens's
+        # median is set against the lean server's best round, so that its bad rounds never
+        # count in cnn-lens's favour.
+        best = lambda kind, c, m: t[kind][str(c)][m]["min" if m.endswith("_ms") else "max"]
         target("/predict c64 throughput / HTTP ceiling", med("cnn-lens", 64, "rps") / med("ceiling", 64, "rps"), 0.6, False)
         target("/predict c64 throughput / naive torch", med("cnn-lens", 64, "rps") / med("naive", 64, "rps"), 3, False)
         target("/predict c8 p99 / ceiling p99", med("cnn-lens", 8, "p99_ms") / med("ceiling", 8, "p99_ms"), 2, True)
         for body in ("", " raw"):
             ours, lean = f"cnn-lens{body}", f"lean{body}"
-            target(f"/predict c64 throughput / lean server{body}",
-                   med(ours, 64, "rps") / med(lean, 64, "rps"), 0.8, False)
-            target(f"/predict c64 p99 / lean server p99{body}",
-                   med(ours, 64, "p99_ms") / med(lean, 64, "p99_ms"), 1.5, True)
+            target(f"/predict c64 throughput / lean server's best round{body}",
+                   med(ours, 64, "rps") / best(lean, 64, "rps"), 0.8, False)
+            target(f"/predict c64 p99 / lean server's best p99{body}",
+                   med(ours, 64, "p99_ms") / best(lean, 64, "p99_ms"), 1.5, True)
             c8 = t[ours]["8"]["rps"]
             target(f"/predict c8 keep-alive, slowest round / median{body}",
                    c8["min"] / c8["median"], 0.8, False)
         # like for like: the lean server's pipeline, without cnn-lens's digit preprocessing
-        target("/predict c64 throughput / lean server raw, preprocess=none",
-               med("cnn-lens raw none", 64, "rps") / med("lean raw", 64, "rps"), 0.8, False)
-        target("/predict c64 p99 / lean server p99 raw, preprocess=none",
-               med("cnn-lens raw none", 64, "p99_ms") / med("lean raw", 64, "p99_ms"), 1.5, True)
+        target("/predict c64 throughput / lean server's best round raw, preprocess=none",
+               med("cnn-lens raw none", 64, "rps") / best("lean raw", 64, "rps"), 0.8, False)
+        target("/predict c64 p99 / lean server's best p99 raw, preprocess=none",
+               med("cnn-lens raw none", 64, "p99_ms") / best("lean raw", 64, "p99_ms"), 1.5, True)
     if "batch" in results:
         b = results["batch"]["images_per_s"]
         ceiling = b["session_run_in_process"]["median"]
