@@ -1,11 +1,10 @@
-"""Where the time goes: python -m bench.profile [predict|lean|threads|batch|gradient] (in-process,
+"""Where the time goes: python -m bench.profile [predict|lean|batch|gradient] (in-process,
 no server).
 
 predict   cProfile of 1000 single-image POST /predict through Flask's test client
 lean      microseconds per POST /predict through Flask's test client, cnn-lens beside the lean
           server (bench/lean_app.py), raw and multipart bodies, interleaved: the work per request
           that bounds both under load, without HTTP
-threads   the raw cases on 1 and 4 threads of one process: time and context switches per request
 batch     cProfile of 10 POST /predict with 256 multipart PNGs
 gradient  onnxruntime's own profile of gradient.onnx at 512x512 (conv2 Deep Dream), by op type
 """
@@ -86,44 +85,6 @@ def lean(rounds: int = 7, requests: int = 200) -> None:
               f"({min(values):.0f}–{max(values):.0f})")
 
 
-def threads(rounds: int = 3, requests: int = 300) -> None:
-    """The raw cases on 1 and on 4 threads of one process (gunicorn's default threads per
-    worker): wall and CPU time and context switches per request. Every numpy or Pillow call
-    that lets go of the GIL hands it to another thread that waits for it, so the work per request
-    of a loaded worker grows with the number of such calls, not only with their time."""
-    import resource
-    import threading
-    import time
-    cases = {name: call for name, call in _cases().items() if "raw" in name}
-
-    def switches() -> int:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_nvcsw + usage.ru_nivcsw
-
-    def run(call, count: int) -> tuple[float, float, float]:
-        workers = [threading.Thread(target=lambda: [call() for _ in range(requests)])
-                   for _ in range(count)]
-        switched, wall, cpu = switches(), time.perf_counter(), time.process_time()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        n = requests * count
-        return ((time.perf_counter() - wall) / n * 1e6, (time.process_time() - cpu) / n * 1e6,
-                (switches() - switched) / n)
-    results = {(name, count): [] for name in cases for count in (1, 4)}
-    with _quiet():
-        for call in cases.values():
-            assert call().status_code == 200
-        for _ in range(rounds):
-            for (name, count), values in results.items():
-                values.append(run(cases[name], count))
-    print(f"  {'case':30} threads  wall µs/req  CPU µs/req  context switches/req")
-    for (name, count), values in results.items():
-        wall, cpu, switched = np.median(values, axis=0)
-        print(f"  {name:30} {count:7} {wall:11.0f} {cpu:11.0f} {switched:21.1f}")
-
-
 @contextlib.contextmanager
 def _quiet():
     """cnn-lens's JSON log lines go where gunicorn would write them, a file: here /dev/null."""
@@ -173,5 +134,5 @@ def gradient(size: int = 512, runs: int = 5) -> None:
 
 
 if __name__ == "__main__":
-    {"predict": predict, "lean": lean, "threads": threads, "batch": batch,
+    {"predict": predict, "lean": lean, "batch": batch,
      "gradient": gradient}[sys.argv[1] if len(sys.argv) > 1 else "predict"]()
