@@ -1,6 +1,7 @@
 """Fixtures: the app on the Flask test client, a real gunicorn server, reference model, MNIST."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -90,6 +91,17 @@ def gunicorn(env: dict[str, str], log) -> subprocess.Popen:
     """The service's one start command (tests/serve_command.py), with this venv's gunicorn."""
     argv = [str(Path(sys.executable).with_name(GUNICORN_ARGV[0])), *GUNICORN_ARGV[1:]]
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def json_lines(text: str) -> list[dict]:
+    """The service's JSON log lines in `text` (gunicorn's own lines are not JSON)."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def access_lines(log_path: Path) -> list[dict]:
+    """The JSON lines a running server has written to its log so far, up to the last newline,
+    so that a line still being written is not read in half."""
+    return json_lines(log_path.read_text().rpartition("\n")[0])
 
 
 def wait_for(condition, seconds: float = 30.0) -> bool:

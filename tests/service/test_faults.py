@@ -4,7 +4,6 @@ cannot load them."""
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import shutil
 import signal
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.service.conftest import gunicorn_env, serving, wait_for
+from tests.service.conftest import access_lines, gunicorn_env, serving, wait_for
 from tests.service.http import Client
 from tests.service.reference import MODEL_DIR
 
@@ -144,12 +143,6 @@ def test_headers_slower_than_the_client_timeout_are_dropped(tmp_path):
             slow.close()
 
 
-def _access_log_pids(log: Path) -> set[int]:
-    """The pids in the service's JSON access lines (a line still being written is skipped)."""
-    return {json.loads(line)["pid"] for line in log.read_text().splitlines()
-            if line.startswith("{") and line.endswith("}")}
-
-
 def _children(master: int) -> set[int]:
     return {int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
 
@@ -184,7 +177,7 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_fail(tmp_path):
             assert wait_for(lambda: len(_children(process.pid) - before) == 1), log.read_text()
             replacement = (_children(process.pid) - before).pop()
             assert Client(base).get("/readyz").status == 200
-            assert wait_for(lambda: replacement in _access_log_pids(log))   # it serves
+            assert wait_for(lambda: replacement in {line["pid"] for line in access_lines(log)})   # it serves
             time.sleep(1.0)
         finally:
             stop.set()

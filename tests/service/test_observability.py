@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service import create_app
 from service.settings import Settings
-from tests.service.conftest import LIMITS, gunicorn_env, serving
+from tests.service.conftest import LIMITS, gunicorn_env, json_lines, serving
 from tests.service.http import Client, InProcess
 from tests.service.imagefiles import mnist_png
 from tests.service.reference import MODEL_DIR
@@ -41,10 +41,6 @@ def scrape(client) -> str:
     assert reply.status == 200
     assert reply.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     return reply.body.decode()
-
-
-def json_lines(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 @pytest.fixture()

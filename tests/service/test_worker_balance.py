@@ -7,7 +7,6 @@ connections left to it waiting."""
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import signal
 import socket
@@ -20,18 +19,17 @@ from urllib.parse import urlsplit
 import pytest
 
 from service.runtime.worker import PEER_PATIENCE, _Connections, _DeadlineSocket
-from tests.service.conftest import ROOT, gunicorn_env, serving, wait_for
+from tests.service.conftest import ROOT, access_lines, gunicorn_env, serving, wait_for
 
 WORKERS, THREADS = 2, 4
 REQUESTS_PER_CONNECTION = 3
 
 
-def _workers_of(log: str, prefix: str) -> dict[str, set[int]]:
+def _workers_of(log_path, prefix: str) -> dict[str, set[int]]:
     """Connection name -> the pids of the workers that logged its requests."""
     pids: dict[str, set[int]] = {}
-    for line in log.splitlines():
-        if line.startswith("{") and f'"{prefix}' in line:
-            entry = json.loads(line)
+    for entry in access_lines(log_path):
+        if entry["request_id"].startswith(prefix):
             pids.setdefault(entry["request_id"].rsplit("-", 1)[0], set()).add(entry["pid"])
     return pids
 
@@ -47,11 +45,11 @@ def _every_worker_serving(tmp_path):
         def all_answered() -> bool:
             request = urllib.request.Request(base + "/healthz", headers={"X-Request-ID": "probe-0"})
             urllib.request.urlopen(request, timeout=10).read()
-            return len(_workers_of(log_path.read_text(), "probe").get("probe", ())) == WORKERS
+            return len(_workers_of(log_path, "probe").get("probe", ())) == WORKERS
 
         assert wait_for(all_answered)
         yield (urlsplit(base).hostname, urlsplit(base).port), log_path, \
-            _workers_of(log_path.read_text(), "probe")["probe"]
+            _workers_of(log_path, "probe")["probe"]
 
 
 def _open(address, size: int) -> list[http.client.HTTPConnection]:
@@ -79,7 +77,7 @@ def _requests(connections: list[http.client.HTTPConnection], name: str = "conn")
 
 
 def _connections_per_worker(log_path, size: int, name: str = "conn") -> Counter:
-    pids = _workers_of(log_path.read_text(), name)
+    pids = _workers_of(log_path, name)
     assert len(pids) == size
     assert all(len(served_by) == 1 for served_by in pids.values()), pids   # kept alive
     return Counter(next(iter(served_by)) for served_by in pids.values())
