@@ -135,8 +135,7 @@ class ThreadWorker(gthread.ThreadWorker):
 
     def enqueue_req(self, conn):
         if not isinstance(conn.sock, _DeadlineSocket):   # accept() hands every new one here
-            conn.sock = _DeadlineSocket(conn.sock.family, conn.sock.type, conn.sock.proto,
-                                        fileno=conn.sock.detach())
+            conn.sock = _DeadlineSocket.adopt(conn.sock)
             self.connections.add(conn.sock)
         super().enqueue_req(conn)
 
@@ -315,6 +314,11 @@ class _DeadlineSocket(socket.socket):
 
     read_deadline = math.inf
     on_close = None
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> _DeadlineSocket:
+        """The connection `sock` holds, now held by a _DeadlineSocket (`sock` is detached)."""
+        return cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
 
     def close(self):
         fd = self.fileno()

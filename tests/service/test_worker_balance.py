@@ -166,8 +166,7 @@ def test_the_connection_count_follows_opens_hang_ups_and_closes():
     pairs = [socket.socketpair() for _ in range(3)]
     ours = []
     for server_side, _ in pairs:
-        sock = _DeadlineSocket(server_side.family, server_side.type, server_side.proto,
-                               fileno=server_side.detach())
+        sock = _DeadlineSocket.adopt(server_side)
         table.add(sock)
         ours.append(sock)
     try:
@@ -180,7 +179,7 @@ def test_the_connection_count_follows_opens_hang_ups_and_closes():
         one, other = socket.socketpair()     # POSIX: the lowest free numbers, the closed one's too
         again, client = (one, other) if one.fileno() == number else (other, one)
         assert again.fileno() == number
-        reused = _DeadlineSocket(again.family, again.type, again.proto, fileno=again.detach())
+        reused = _DeadlineSocket.adopt(again)
         table.add(reused)
         assert table.live() == 2
         reused.close()
