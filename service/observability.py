@@ -101,7 +101,8 @@ def observe_inference(model: str, images: int, seconds: float) -> None:
 @functools.cache
 def _labelled(metric, *labels: str):
     """metric.labels(*labels), kept: labels() converts and checks the values and takes the
-    metric's lock on every call, for a child that never changes (label sets are bounded, above)."""
+    metric's lock on every call, for a child that never changes (label sets are bounded, above).
+    For the metrics of every request and gradient step; reloads, rare, call labels() as it is."""
     return metric.labels(*labels)
 
 
@@ -111,13 +112,13 @@ def gradient_step(model: str):
     try:
         yield
     finally:
-        GRADIENT_SECONDS.labels(model).observe(time.perf_counter() - start)
+        _labelled(GRADIENT_SECONDS, model).observe(time.perf_counter() - start)
 
 
 def dreamed(model: str, steps: int, images: int, endpoint: str | None = None) -> None:
     """`endpoint`: the request's, where its context is gone (the end of a streamed answer)."""
-    DREAM_STEPS.labels(model).inc(steps)
-    IMAGES.labels(model, endpoint or _endpoint()).inc(images)
+    _labelled(DREAM_STEPS, model).inc(steps)
+    _labelled(IMAGES, model, endpoint or _endpoint()).inc(images)
 
 
 def reloaded(report, served: list) -> None:
