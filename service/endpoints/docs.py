@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from flask import current_app, jsonify, request
+from flask import Request, current_app, jsonify, request
 from flask_swagger_ui import get_swaggerui_blueprint
 from werkzeug.datastructures import MIMEAccept
 
@@ -40,31 +40,35 @@ def _check_request():
     """What the document promises about a request, kept before any work is done: a parameter the
     operation does not take is a 400 naming those it does, and an Accept header that allows none
     of the media types it answers with is a 406."""
-    rule = request.url_rule
-    operation = rule and _operations().get((rule.rule, request.method))
+    req = request._get_current_object()   # once: each access through the proxy costs ~0.8 µs
+    rule = req.url_rule
+    operation = rule and _operations().get((rule.rule, req.method))
     if operation is None:   # not routed (a 404 or 405 follows), /v2, or Swagger UI's files
         return None
     if operation.checks_parameters:
-        _refuse_unknown_parameters(operation)
-    _negotiate(operation.produced)
+        _refuse_unknown_parameters(req, operation)
+    _negotiate(req, operation.produced)
     return None
 
 
-def _refuse_unknown_parameters(operation: _Operation):
+def _refuse_unknown_parameters(req: Request, operation: _Operation):
     fields = (*operation.parameters, "file") if operation.upload else ()
-    unknown = [name for name in request.args if name not in operation.parameters] + \
-              [name for name in params.form_fields() if name not in fields]
+    unknown = [name for name in req.args if name not in operation.parameters] + \
+              [name for name in params.form_fields(req) if name not in fields]
     if unknown:
         takes = ", ".join(operation.parameters) or "no parameters"
-        raise bad_request(f"{request.method} {operation.path} takes no parameter {unknown[0]!r}; "
+        raise bad_request(f"{req.method} {operation.path} takes no parameter {unknown[0]!r}; "
                           f"it takes {takes}")
 
 
-def _negotiate(produced: list[str]):
+def _negotiate(req: Request, produced: list[str]):
     """No Accept header, or */*, allows all. The /v2 protocol answers JSON (or its binary
     extension) whatever the client asks."""
-    accept = request.accept_mimetypes
-    if not produced or not accept:
+    header = req.environ.get("HTTP_ACCEPT")
+    if not produced or not header or header == "*/*":   # (what most clients send: no parsing)
+        return
+    accept = req.accept_mimetypes
+    if not accept:
         return
     # Media type parameters do not count: a Prometheus scraper's text/plain;version=0.0.4 is the
     # text/plain that /metrics answers with (Werkzeug alone would not match them).
@@ -72,7 +76,7 @@ def _negotiate(produced: list[str]):
     if ranges.best_match(produced):
         return
     raise Problem(406, f"this endpoint answers {', '.join(produced)}; the Accept header "
-                       f"{request.headers['Accept']!r} allows none of them")
+                       f"{header!r} allows none of them")
 
 
 def _operations() -> dict[tuple[str, str], _Operation]:

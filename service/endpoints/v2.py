@@ -111,15 +111,16 @@ def _routing_errors():
     problem+json handler would answer it. Werkzeug's routing error is raised only after the
     before-request functions, so swap it for ours (every other before-request function still
     runs, and the error goes through the usual handling)."""
-    error = request.routing_exception
-    if not (request.path == "/v2" or request.path.startswith("/v2/")):
+    req = request._get_current_object()   # once: each access through the proxy costs ~0.8 µs
+    error = req.routing_exception
+    if error is None or not (req.path == "/v2" or req.path.startswith("/v2/")):
         return
     if isinstance(error, NotFound):
-        request.routing_exception = V2Error(404, f"no route {request.path} in the v2 protocol")
+        req.routing_exception = V2Error(404, f"no route {req.path} in the v2 protocol")
     elif isinstance(error, MethodNotAllowed):
         allowed = ", ".join(sorted(error.valid_methods or []))
-        request.routing_exception = V2Error(
-            405, f"{request.method} is not allowed on {request.path}; allowed: {allowed}",
+        req.routing_exception = V2Error(
+            405, f"{req.method} is not allowed on {req.path}; allowed: {allowed}",
             {"Allow": allowed})
 
 

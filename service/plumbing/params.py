@@ -15,7 +15,7 @@ import math
 import weakref
 from dataclasses import dataclass
 
-from flask import request
+from flask import Request, request
 from werkzeug.datastructures import MultiDict
 
 from service.plumbing.problems import bad_request, unprocessable
@@ -86,7 +86,8 @@ class Param:
 
 def given(name: str) -> str | None:
     """The raw value of parameter `name`, from the query or the form; None when absent."""
-    return _given(name, request.args, form_fields())
+    req = request._get_current_object()   # once: each access through the proxy costs ~0.8 µs
+    return _given(name, req.args, form_fields(req))
 
 
 def _given(name: str, query, form) -> str | None:
@@ -99,14 +100,15 @@ def _given(name: str, query, form) -> str | None:
     return in_query if in_query is not None else in_form
 
 
-def form_fields() -> dict[str, str] | MultiDict:
+def form_fields(req: Request) -> dict[str, str] | MultiDict:
     """A multipart upload's text fields. Any other body's are none: a urlencoded body here is a
     mislabelled image or JSON, which the image reader refuses with a 415."""
-    return request.form if request.mimetype == "multipart/form-data" else {}
+    return req.form if req.mimetype == "multipart/form-data" else {}
 
 
 def read_all(declared: list[Param]) -> dict:
-    query, form = request.args, form_fields()
+    req = request._get_current_object()
+    query, form = req.args, form_fields(req)
     return {param.name: param.parse(_given(param.name, query, form)) for param in declared}
 
 
