@@ -167,9 +167,12 @@ def _eight_bit_or_float(image: Image.Image) -> Image.Image:
 def _to_rgb(image: Image.Image) -> Decoded:
     if image.mode == "F":
         return Decoded(np.clip(np.asarray(image, np.float32), 0, 1))
-    values = np.asarray(image) / np.float32(255)   # uint8 in, float32 out, in one pass
+    # uint8 in, float32 out, in one pass (frombuffer: np.asarray(image) first searches the image
+    # for one array protocol after another)
+    values = np.frombuffer(image.tobytes(), np.uint8).reshape(image.height, image.width, -1) \
+        / np.float32(255)
     if image.mode == "L":
-        return Decoded(values)
+        return Decoded(values[..., 0])
     rgb = values[..., :3]
     if image.mode == "RGBA":
         alpha = values[..., 3:]

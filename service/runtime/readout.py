@@ -12,9 +12,9 @@ def spatial_layers(served: Served) -> list[str]:
 
 
 def top_k_labels(probabilities: np.ndarray, labels: list[str], k: int) -> list[dict]:
-    order = np.argsort(-probabilities, kind="stable")[:k]
-    return [{"index": int(i), "label": labels[i], "probability": float(probabilities[i])}
-            for i in order]
+    order = np.argsort(-probabilities, kind="stable")[:k].tolist()
+    values = probabilities.tolist()   # Python ints and floats, not a numpy scalar each
+    return [{"index": i, "label": labels[i], "probability": values[i]} for i in order]
 
 
 def degrees(activation: np.ndarray) -> dict:
