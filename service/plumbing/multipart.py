@@ -14,6 +14,7 @@ import re
 
 from flask import Request as FlaskRequest
 from werkzeug.datastructures import FileStorage, Headers
+from werkzeug.utils import cached_property
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser as WerkzeugFormDataParser
 from werkzeug.http import parse_options_header
@@ -46,6 +47,26 @@ class FormDataParser(WerkzeugFormDataParser):
 
 class Request(FlaskRequest):
     form_data_parser_class = FormDataParser
+
+    @cached_property
+    def stream(self):
+        """The body. gunicorn ends it at its Content-Length, or at the last chunk of a chunked one
+        (wsgi.input_terminated), so: a declared length within the limit is read as it comes,
+        without werkzeug's wrapper that counts its bytes against the limit (~15 µs a request in a
+        loaded worker); a chunked body is read up to one byte past the limit and refused (413)
+        if it has that byte, where werkzeug's wrapper cuts it at the limit and passes it on as if
+        whole. A body cut short by its client reads short, and is refused as a broken image or
+        form (422 or 400)."""
+        limit, length = self.max_content_length, self.content_length
+        if limit is None or not self.environ.get("wsgi.input_terminated"):
+            return super().stream
+        if length is None:
+            body = self.environ["wsgi.input"].read(limit + 1)
+            if len(body) > limit:
+                raise RequestEntityTooLarge(f"the request body is larger than the {limit} bytes "
+                                            "this server accepts")
+            return io.BytesIO(body)
+        return self.environ["wsgi.input"] if length <= limit else super().stream
 
 
 def parts(body: bytes, boundary: bytes, max_parts: int | None = None) -> list[tuple[Headers, bytes]]:

@@ -103,7 +103,9 @@ def register(app: Flask) -> None:
         limit = app.config["MAX_CONTENT_LENGTH"]
         if error.code == 413 and (request.content_length or 0) > limit:
             detail = f"the request body is larger than the {limit} bytes this server accepts"
-            drain_oversized_body(limit)
+        if error.code == 413 and (request.content_length is None
+                                  or request.content_length > limit):
+            drain_oversized_body(limit)   # what is left of it (a chunked body has no length)
         return response(error.code or 500, _TITLES.get(error.code, error.name), detail, allow)
 
     @app.errorhandler(Exception)

@@ -18,7 +18,7 @@ from PIL import Image
 from service import create_app
 from service.settings import Settings
 from tests.service import imagefiles
-from tests.service.conftest import LIMITS, gunicorn_env, served_document, serving
+from tests.service.conftest import LIMITS, ROOT, gunicorn_env, served_document, serving
 from tests.service.http import Client, InProcess, multipart
 from tests.service.reference import MODEL_DIR
 
@@ -376,3 +376,15 @@ def test_gunicorn_still_answers_after_every_hostile_input(tmp_path, digits):
         assert reply.json()["results"][0]["top_k"][0]["label"] == str(digits[1][0])
     text = log.read_text()
     assert text.count("Booting worker") == 2 and "Traceback" not in text, text[-3000:]
+
+
+def test_a_chunked_body_is_read_whole_under_the_byte_limit_and_refused_over_it(server):
+    """A body sent without Content-Length (Transfer-Encoding: chunked) cannot be measured before
+    it is read: it is counted as it is read and refused at the limit, while one whose declared
+    length is within the limit is read as it comes (service.plumbing.multipart.Request)."""
+    png = (ROOT / "examples" / "mnist-7.png").read_bytes()
+    seven = server.post("/predict", iter([png[:100], png[100:]]), "image/png")
+    assert seven.status == 200, seven.body
+    assert seven.json()["results"][0]["top_k"][0]["label"] == "7"
+    assert server.post("/predict", png, "image/png").json() == seven.json()
+    _assert_problem(server.post("/predict", iter([b"\0" * 2**19] * 5), "image/png"), 413)
