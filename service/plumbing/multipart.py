@@ -5,7 +5,9 @@ clients (curl, browsers, requests) send a new random boundary with every request
 was 1.2 ms of the 3 ms a one-image /predict cost. The body is already capped by
 MAX_CONTENT_LENGTH (CNNLENS_MAX_REQUEST_BYTES), so it can be read at once and cut with
 bytes.find, which is linear and needs no per-boundary work. The result is what werkzeug gives:
-`request.files` holds FileStorage objects, `request.form` the text fields.
+`request.files` holds FileStorage objects, `request.form` the text fields. `Request`, the app's
+request class, parses forms so and reads every body, multipart or not, as gunicorn delivers it
+(`Request.stream`).
 """
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ import re
 
 from flask import Request as FlaskRequest
 from werkzeug.datastructures import FileStorage, Headers
-from werkzeug.utils import cached_property
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser as WerkzeugFormDataParser
 from werkzeug.http import parse_options_header
+from werkzeug.utils import cached_property
 
 CRLF = b"\r\n"
 _FOLDED = re.compile(rb"\r\n[ \t]+")   # obsolete header line folding (RFC 5322), as werkzeug takes it
@@ -52,8 +54,8 @@ class Request(FlaskRequest):
     def stream(self):
         """The body. gunicorn ends it at its Content-Length, or at the last chunk of a chunked one
         (wsgi.input_terminated), so: a declared length within the limit is read as it comes,
-        without werkzeug's wrapper that counts its bytes against the limit (~15 µs a request in a
-        loaded worker); a chunked body is read up to one byte past the limit and refused (413)
+        without werkzeug's wrapper that counts its bytes against the limit (about 10 µs a request
+        in a loaded worker); a chunked body is read up to one byte past the limit and refused (413)
         if it has that byte, where werkzeug's wrapper cuts it at the limit and passes it on as if
         whole. A body cut short by its client reads short, and is refused as a broken image or
         form (422 or 400)."""

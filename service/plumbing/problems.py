@@ -101,11 +101,12 @@ def register(app: Flask) -> None:
         allow = {k: v for k, v in error.get_headers() if k == "Allow"}
         detail = error.description or error.name
         limit = app.config["MAX_CONTENT_LENGTH"]
-        if error.code == 413 and (request.content_length or 0) > limit:
-            detail = f"the request body is larger than the {limit} bytes this server accepts"
-        if error.code == 413 and (request.content_length is None
-                                  or request.content_length > limit):
-            drain_oversized_body(limit)   # what is left of it (a chunked body has no length)
+        if error.code == 413:
+            length = request.content_length   # None for a chunked body
+            if length is not None and length > limit:
+                detail = f"the request body is larger than the {limit} bytes this server accepts"
+            if length is None or length > limit:
+                drain_oversized_body(limit)
         return response(error.code or 500, _TITLES.get(error.code, error.name), detail, allow)
 
     @app.errorhandler(Exception)
