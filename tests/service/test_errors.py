@@ -25,7 +25,8 @@ from tests.service.reference import MODEL_DIR
 # Pillow warns between its limit (ours) and twice it; the service refuses those images anyway.
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 
-DRAWN_SEVEN = imagefiles.drawn_digit(imagefiles.SEVEN, size=(120, 100), width=8)
+# SEVEN's strokes lie on the default 600x480 canvas: drawn there, then scaled to 120x100
+DRAWN_SEVEN = imagefiles.drawn_digit(imagefiles.SEVEN).resize((120, 100))
 PNG = imagefiles.encode(DRAWN_SEVEN)
 JPEG = imagefiles.encode(DRAWN_SEVEN, "JPEG")
 B64 = base64.b64encode(PNG).decode()
