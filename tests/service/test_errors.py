@@ -388,4 +388,6 @@ def test_a_chunked_body_is_read_whole_under_the_byte_limit_and_refused_over_it(s
     assert seven.status == 200, seven.body
     assert seven.json()["results"][0]["top_k"][0]["label"] == "7"
     assert server.post("/predict", png, "image/png").json() == seven.json()
-    _assert_problem(server.post("/predict", iter([b"\0" * 2**19] * 5), "image/png"), 413)
+    over = server.post("/predict", iter([b"\0" * 2**19] * 5), "image/png")
+    _assert_problem(over, 413)
+    assert f"larger than the {LIMITS['max_request_bytes']} bytes" in over.json()["detail"]
