@@ -160,9 +160,15 @@ class ThreadWorker(gthread.ThreadWorker):
         super().set_accept_enabled(enabled)
 
     def wait_for_and_dispatch_events(self, timeout):
-        pause = self.accept_paused_until - time.monotonic()
-        if not self._accepting and pause > 0:   # wake up when the pause ends
-            timeout = min(timeout, pause)
+        if not self._accepting and self.alive and self.nr_conns < self.worker_connections:
+            pause = self.accept_paused_until - time.monotonic()
+            if pause > 0:
+                timeout = min(timeout, pause)   # wake up when the pause ends
+            else:
+                # It ended after the loop last looked (the main thread can lose the GIL between
+                # the two): waiting with accepting off could sleep the loop's whole second while
+                # the peers leave connections to this worker (CI once split 32 so, 22/10).
+                self.set_accept_enabled(True)
         super().wait_for_and_dispatch_events(timeout)
         if self.alive:   # connections that closed or hung up meanwhile
             _PEERS.publish(self.slot, self.connections.live())

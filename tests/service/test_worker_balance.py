@@ -2,12 +2,13 @@
 real gunicorn: a burst of as many connections as the server has threads, as a client pool opens them,
 puts as many on each worker as it has threads, even when a worker gets no CPU while the burst
 arrives, or while the connections of a burst before it are still closing; a burst of four times
-that, within a worker's threads of an even share; and a worker stopped for good does not keep the
-connections left to it waiting."""
+that, within a worker's threads of an even share; a worker stopped for good does not keep the
+connections left to it waiting; and a worker whose pause ends before it waits still accepts."""
 from __future__ import annotations
 
 import http.client
 import os
+import selectors
 import signal
 import socket
 import time
@@ -17,8 +18,9 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
+from gunicorn.config import Config
 
-from service.runtime.worker import PEER_PATIENCE, _Connections, _DeadlineSocket
+from service.runtime.worker import PEER_PATIENCE, ThreadWorker, _Connections, _DeadlineSocket
 from tests.service.conftest import ROOT, access_lines, gunicorn_env, serving, wait_for
 
 WORKERS, THREADS = 2, 4
@@ -156,6 +158,33 @@ def test_connections_left_to_a_stopped_worker_are_taken_after_a_while(tmp_path):
             os.kill(stopped, signal.SIGCONT)
     assert _connections_per_worker(log_path, WORKERS * THREADS) == \
         {max(pids): WORKERS * THREADS}
+
+
+def test_a_pause_that_ends_before_the_worker_waits_does_not_leave_it_deaf():
+    """A full worker that left a connection to its peers stops accepting for a moment; the loop's
+    next turn may not re-enable it while the pause holds. If the pause ends before the worker
+    then waits (its main thread lost the GIL in between), it must wait accepting, not sleep its
+    poll's whole second deaf to new connections while the peers leave them to it."""
+    cfg = Config()
+    cfg.set("threads", THREADS)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        worker = ThreadWorker(1, os.getppid(), [listener], None, 30, cfg, None)
+        worker.poller, worker.connections, worker.slot = selectors.DefaultSelector(), _Connections(), None
+        accepted = []
+        worker.accept = lambda sock: accepted.append(sock.accept()[0])
+        pairs = [socket.socketpair() for _ in range(THREADS)]   # a full worker
+        held = [_DeadlineSocket.adopt(server_side) for server_side, _ in pairs]
+        for sock in held:
+            worker.connections.add(sock)
+        worker.accept_paused_until = time.monotonic() + 0.01
+        worker.set_accept_enabled(True)                         # the loop's turn, in the pause
+        assert not worker._accepting
+        time.sleep(0.02)                                        # the pause ends meanwhile
+        with socket.create_connection(listener.getsockname()):
+            worker.wait_for_and_dispatch_events(timeout=5.0)
+        assert len(accepted) == 1
+        for sock in accepted + held + [client for _, client in pairs]:
+            sock.close()
 
 
 def test_the_connection_count_follows_opens_hang_ups_and_closes():
