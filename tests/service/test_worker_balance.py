@@ -169,7 +169,8 @@ def test_a_pause_that_ends_before_the_worker_waits_does_not_leave_it_deaf():
     cfg.set("threads", THREADS)
     with socket.create_server(("127.0.0.1", 0)) as listener:
         worker = ThreadWorker(1, os.getppid(), [listener], None, 30, cfg, None)
-        worker.poller, worker.connections, worker.slot = selectors.DefaultSelector(), _Connections(), None
+        worker.poller, worker.slot = selectors.DefaultSelector(), None
+        worker.connections = _Connections()
         accepted = []
         worker.accept = lambda sock: accepted.append(sock.accept()[0])
         pairs = [socket.socketpair() for _ in range(THREADS)]   # a full worker
@@ -185,6 +186,8 @@ def test_a_pause_that_ends_before_the_worker_waits_does_not_leave_it_deaf():
         assert len(accepted) == 1
         for sock in accepted + held + [client for _, client in pairs]:
             sock.close()
+        worker.poller.close()
+        worker.tmp.close()
 
 
 def test_the_connection_count_follows_opens_hang_ups_and_closes():
