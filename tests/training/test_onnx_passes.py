@@ -151,10 +151,11 @@ def _conv_pool_and_back(kernel: int, pads: list[int]) -> onnx.GraphProto:
 
 
 @pytest.mark.parametrize("kernel,pads", [(3, [0, 0, 0, 0]), (5, [2, 2, 2, 2]), (3, [1, 0, 0, 1])])
-@pytest.mark.parametrize("size", [(12, 16), (13, 11)])
+@pytest.mark.parametrize("size", [(12, 16), (13, 11), (4, 7), (6, 5)])
 def test_pool_by_phases_is_pooling_and_its_backward(kernel, pads, size):
     """Pooling by phases against MaxPool and MaxUnpool, at sizes whose conv output pools evenly
-    and not, on flat patches (every window a tie: the first maximum takes the gradient)."""
+    and not, down to one pooled row, on flat patches (every window a tie: the first maximum takes
+    the gradient)."""
     graph = _conv_pool_and_back(kernel, pads)
     rewritten = onnx_passes.pool_by_phases(graph)
     assert not {"MaxPool", "MaxUnpool"} & {node.op_type for node in rewritten.node}
