@@ -41,7 +41,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from lens.bundle import DIGIT_SCORE
 from service.plumbing import images, openapi
-from service.plumbing.problems import Problem, drain_oversized_body
+from service.plumbing.problems import Problem, body_too_large, drain_oversized_body
 from service.runtime.preprocess import MODES, PREPROCESS_SIDE, default_mode, model_input
 from service.runtime.served import EXTENSION, Served
 
@@ -95,7 +95,7 @@ def _http(error: HTTPException):
     if error.code == 413:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         drain_oversized_body(limit)
-        return _error(413, f"the request body is larger than the {limit} bytes this server accepts")
+        return _error(413, body_too_large(limit))
     return _error(error.code or 500, error.description or error.name)
 
 

@@ -21,6 +21,8 @@ from werkzeug.formparser import FormDataParser as WerkzeugFormDataParser
 from werkzeug.http import parse_options_header
 from werkzeug.utils import cached_property
 
+from service.plumbing.problems import body_too_large
+
 CRLF = b"\r\n"
 _FOLDED = re.compile(rb"\r\n[ \t]+")   # obsolete header line folding (RFC 5322), as werkzeug takes it
 
@@ -65,8 +67,7 @@ class Request(FlaskRequest):
         if length is None:
             body = self.environ["wsgi.input"].read(limit + 1)
             if len(body) > limit:
-                raise RequestEntityTooLarge(f"the request body is larger than the {limit} bytes "
-                                            "this server accepts")
+                raise RequestEntityTooLarge(body_too_large(limit))
             return io.BytesIO(body)
         return self.environ["wsgi.input"] if length <= limit else super().stream
 

@@ -79,6 +79,11 @@ _DRAIN_FACTOR = 32
 _DRAIN_SECONDS = 5.0
 
 
+def body_too_large(limit: int) -> str:
+    """The detail of a 413 for a request body over `limit` bytes, however it was found out."""
+    return f"the request body is larger than the {limit} bytes this server accepts"
+
+
 def drain_oversized_body(limit: int) -> None:
     """Before answering 413 for a body over `limit` bytes (see _DRAIN_FACTOR)."""
     stream, budget = request.environ["wsgi.input"], _DRAIN_FACTOR * limit
@@ -104,7 +109,7 @@ def register(app: Flask) -> None:
         if error.code == 413:
             length = request.content_length   # None for a chunked body
             if length is not None and length > limit:
-                detail = f"the request body is larger than the {limit} bytes this server accepts"
+                detail = body_too_large(limit)
             if length is None or length > limit:
                 drain_oversized_body(limit)
         return response(error.code or 500, _TITLES.get(error.code, error.name), detail, allow)
