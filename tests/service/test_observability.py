@@ -7,16 +7,19 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import create_app
+from service import create_app, observability
 from service.settings import Settings
-from tests.service.conftest import LIMITS, gunicorn_env, json_lines, serving
+from tests.service.conftest import LIMITS, ROOT, gunicorn_env, json_lines, serving
 from tests.service.http import Client, InProcess
 from tests.service.imagefiles import mnist_png
 from tests.service.reference import MODEL_DIR
@@ -81,6 +84,7 @@ def test_every_response_echoes_a_request_id_errors_too(flask_api):
 def test_one_json_log_line_per_request_with_its_fields(flask_api, digits, capsys):
     capsys.readouterr()
     png = mnist_png(digits[0][0])
+    sent = datetime.now(timezone.utc).replace(microsecond=0)
     flask_api.post("/predict?top_k=2", png, "image/png", headers={"X-Request-ID": "log-1"})
     flask_api.get("/filters/conv1?model=mnist-cnn", headers={"X-Request-ID": "log-2"})
     flask_api.get("/nowhere", headers={"X-Request-ID": "log-3"})
@@ -92,10 +96,36 @@ def test_one_json_log_line_per_request_with_its_fields(flask_api, digits, capsys
         ("POST", "/predict", 200, "info")
     assert first["model"] == "mnist-cnn" and first["remote_addr"] == "127.0.0.1"
     assert first["bytes"] > 0 and first["duration_ms"] > 0
-    assert first["timestamp"].endswith("Z") and "T" in first["timestamp"]
+    assert first["timestamp"].endswith("Z") and len(first["timestamp"]) == len("2026-12-05T06:31:17.123Z")
+    assert sent <= datetime.fromisoformat(first["timestamp"]) <= datetime.now(timezone.utc)
     assert (second["path"], second["model"], second["endpoint"]) == \
         ("/filters/conv1", "mnist-cnn", "/filters/<layer>")
     assert (third["status"], third["endpoint"]) == (404, "unmatched")
+
+
+@pytest.mark.parametrize("seconds", [0, 1_733_380_277, 1_733_380_277, 1_733_380_278, 1_733_380_276,
+                                     4_102_444_799])
+def test_log_timestamps_are_utc_to_the_millisecond_as_datetime_writes_them(seconds):
+    """The same second twice (its text is kept), the next, one back (a clock stepped back)."""
+    for nanoseconds in (0, 1, 999_999, 1_000_000, 123_456_789, 999_999_999):
+        expected = (datetime.fromtimestamp(seconds, timezone.utc)
+                    + timedelta(microseconds=nanoseconds // 1000))
+        assert observability.timestamp(seconds * 10**9 + nanoseconds) == \
+            expected.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_generated_request_ids_are_unique_and_differ_in_a_forked_worker():
+    ids = {observability.request_id(None) for _ in range(100_000)}
+    assert len(ids) == 100_000 and all(len(rid) == 32 and int(rid, 16) >= 0 for rid in ids)
+    # a worker forked from a process that has made ids must not make the same ones after it
+    script = ("import os; from service.observability import request_id; request_id(None); "
+              "reader, writer = os.pipe(); child = os.fork()\n"
+              "if child == 0: os.write(writer, request_id(None).encode()); os._exit(0)\n"
+              "os.waitpid(child, 0); print(os.read(reader, 64).decode(), request_id(None))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=ROOT, check=True)
+    in_child, in_parent = result.stdout.split()
+    assert len(in_child) == len(in_parent) == 32 and in_child != in_parent
 
 
 def test_a_500_is_logged_counted_and_echoes_its_request_id(capsys):
