@@ -147,6 +147,15 @@ def _children(master: int) -> set[int]:
     return {int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
 
 
+def _dead(worker: int, master: int) -> bool:
+    """Whether a killed worker is a zombie or already reaped by its master."""
+    try:
+        return worker not in _children(master) or \
+            "State:\tZ" in Path(f"/proc/{worker}/status").read_text()
+    except FileNotFoundError:   # reaped between the two reads
+        return True
+
+
 def test_a_killed_worker_is_replaced_and_only_its_requests_fail(tmp_path):
     log = tmp_path / "gunicorn.log"
     clients = 6
@@ -171,8 +180,7 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_fail(tmp_path):
             before = _children(process.pid)
             victim = min(before)
             os.kill(victim, signal.SIGKILL)
-            assert wait_for(lambda: victim not in _children(process.pid) or
-                             "State:\tZ" in Path(f"/proc/{victim}/status").read_text())
+            assert wait_for(lambda: _dead(victim, process.pid))
             killed = time.monotonic()
             assert wait_for(lambda: len(_children(process.pid) - before) == 1), log.read_text()
             replacement = (_children(process.pid) - before).pop()
