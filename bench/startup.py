@@ -26,7 +26,10 @@ def run(starts: int, requests: int) -> dict:
         # requests (2026-12-05: +4.9 %). (A run with stop_after waits out its whole duration.)
         warmed = 0
         while warmed < 2 * requests:
-            warmed += wrk(server.base + "/predict", IMAGE, 64, WARM_UP_RUN_SECONDS)["requests"]
+            answered = wrk(server.base + "/predict", IMAGE, 64, WARM_UP_RUN_SECONDS)["requests"]
+            if not answered:
+                raise RuntimeError(f"cnn-lens answered no request in {WARM_UP_RUN_SECONDS} s")
+            warmed += answered
         warm = server.worker_rss_mb()
         done = wrk(server.base + "/predict", IMAGE, 64, 120, stop_after=requests)
         after = server.worker_rss_mb()
