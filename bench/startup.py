@@ -19,13 +19,15 @@ def run(starts: int, requests: int) -> dict:
     server = servers.start("cnn-lens")
     try:
         # Warm-up on 64 connections, twice as many requests as the measure, in runs of a few
-        # seconds with fresh connections: a worker's RSS rises about 5 MB over its first few
-        # thousand requests, then stays within 0.2 MB over 80,000 more, and /readyz answers once
-        # the first worker is ready, so one long run's connections, opened while the second was
-        # still loading, all stayed with the first, and the second warmed up in the measured
-        # requests (2026-12-05: +4.9 %). (A run with stop_after waits out its whole duration.)
-        warmed = 0
-        while warmed < 2 * requests:
+        # seconds with fresh connections, at least two: a worker's RSS rises about 5 MB over its
+        # first few thousand requests, then stays within 0.2 MB over 80,000 more, and /readyz
+        # answers once the first worker is ready, so the connections of a run opened while the
+        # second was still loading (about a second) all stay with the first, and the second
+        # warmed up in the measured requests (2026-12-05: +4.9 %). (A run with stop_after waits
+        # out its whole duration.)
+        warmed, runs = 0, 0
+        while runs < 2 or warmed < 2 * requests:
+            runs += 1
             answered = wrk(server.base + "/predict", IMAGE, 64, WARM_UP_RUN_SECONDS)["requests"]
             if not answered:
                 raise RuntimeError(f"cnn-lens answered no request in {WARM_UP_RUN_SECONDS} s")
