@@ -104,7 +104,7 @@ async function load() {
     atlas: new Atlas(byId("atlas-layer"), byId("atlas"), byId("atlas-link"), layers.layers, listings, openFilter, signal),
   };
   new Dream(layers.layers, model.labels, {
-    input: () => input, onError: showError, signal,
+    listings, input: () => input, onError: showError, signal,
     limits: {steps: paramMaximum(api, "/dream", "steps"), octaves: paramMaximum(api, "/dream", "octaves")},
   });
   view.atlas.open(byId("atlas-layer").value);

@@ -2,7 +2,8 @@
 // streamed as server-sent events: a progress bar, the picture as it evolves, a Cancel button that
 // closes the connection (which stops the server's work), then the before and after pictures and
 // the result as a downloadable PNG behind a blob: URL (the data stays in the page; no second
-// request).
+// request). A unit the bundle found dead (it never fires) dreams a grey picture: the panel starts
+// on a live one and says so when a dead one is chosen.
 
 import {ApiError, png, postImageEvents} from "./api.js";
 
@@ -16,9 +17,11 @@ function pngBlob(base64) {
 }
 
 export class Dream {
-  constructor(layers, labels, {input, onError, limits, signal}) {
+  // `listings`: layer name -> GET /filters/{layer}, whose entries say which units are dead.
+  constructor(layers, labels, {listings, input, onError, limits, signal}) {
     this.layers = layers;
     this.labels = labels;
+    this.listings = listings;
     this.input = input;          // () => the current data URL, or null
     this.onError = onError;
     this.blobURL = null;
@@ -31,6 +34,7 @@ export class Dream {
     this.button = byId("dream");
     this.cancel = byId("dream-cancel");
     this.progress = byId("dream-progress");
+    this.deadNote = byId("dream-dead");
     this.controller = null;
     if (limits.steps) this.steps.max = limits.steps;
     if (limits.octaves) this.octaves.max = limits.octaves;
@@ -38,8 +42,11 @@ export class Dream {
       this.layer.append(new Option(`${layer.name} (${layer.kind}, ${layer.channels})`, layer.name));
     }
     this.layer.value = layers.filter((entry) => entry.kind === "conv").at(-1)?.name ?? this.layer.value;
+    const filters = listings.get(this.layer.value)?.filters ?? [];
+    this.index.value = filters.find((entry) => !entry.dead)?.index ?? 0;
     this.kind.addEventListener("change", () => this.fit(), {signal});
     this.layer.addEventListener("change", () => this.fit(), {signal});
+    this.index.addEventListener("input", () => this.showDead(), {signal});
     this.button.addEventListener("click", () => this.run(), {signal});
     this.cancel.addEventListener("click", () => this.controller?.abort(), {signal});
     this.fit();
@@ -54,6 +61,17 @@ export class Dream {
       : this.layers.find((entry) => entry.name === this.layer.value)?.channels ?? 1;
     this.index.max = count - 1;
     if (Number(this.index.value) > count - 1) this.index.value = count - 1;
+    this.showDead();
+  }
+
+  showDead() {
+    const reason = this.kind.value === "filter"
+      && this.listings.get(this.layer.value)?.filters[Number(this.index.value)]?.dead;
+    this.deadNote.hidden = !reason;
+    if (reason) {
+      this.deadNote.textContent = `${this.layer.value} filter ${this.index.value} is dead: ` +
+        `it ${reason}. A dream cannot make it fire either.`;
+    }
   }
 
   targets() {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -228,18 +229,50 @@ def deep_dream_on_a_seven(page, steps: str | None = None) -> None:
     page.click("#dream")
 
 
-def test_dreaming_a_filter_from_noise(page):
+def test_dreaming_a_filter_from_noise(page, server):
+    """The panel starts on a live filter (a dead one would dream a grey picture), and the picture it
+    dreams makes that filter fire when /predict reads it back."""
+    filters = server.get("/filters/conv2").json()["filters"]
     page.select_option("#dream-kind", "filter")
     page.select_option("#dream-layer", "conv2")
-    page.fill("#dream-index", "3")
-    page.fill("#dream-steps", "16")
+    index = int(page.input_value("#dream-index"))
+    assert filters[index]["dead"] is None
+    assert page.is_hidden("#dream-dead")
     page.select_option("#dream-start", "noise")
-    page.click("#dream")
+    page.click("#dream")   # with the service's default steps: a few leave the filter still off
     dream_done(page)
     assert page.get_attribute("#dream-download", "href").startswith("blob:")
-    assert page.inner_text("#dream-status").startswith("filter 3 of conv2") or \
-        "16 steps" in page.inner_text("#dream-status")
-    assert _downloaded_png(page).size == (28, 28)
+    status = re.fullmatch(rf"conv2\[{index}\]: objective (\S+) → (\S+) in \d+ steps",
+                          page.inner_text("#dream-status"))
+    assert status and float(status[2]) > 0, page.inner_text("#dream-status")
+    picture = _downloaded_png(page)
+    assert picture.size == (28, 28)
+    body = io.BytesIO()
+    picture.save(body, "PNG")
+    read_back = server.post("/predict?preprocess=none&activations=true", body.getvalue(),
+                            "image/png").json()["results"][0]["activations"]["conv2"]
+    # (the PNG's 8 bits move the degree a little from the float picture's objective)
+    assert read_back["mean"][index] > 0.5 * float(status[2])
+
+
+def test_a_dead_filter_is_named_before_it_is_dreamed(page, server):
+    """Choosing a unit the bundle found dead shows the bundle's reason; a live one, or a class,
+    hides it."""
+    filters = server.get("/filters/conv2").json()["filters"]
+    dead = [entry for entry in filters if entry["dead"]]
+    live = [entry for entry in filters if not entry["dead"]]
+    assert dead and live, "the test bundle's conv2 has dead and live filters"
+    page.select_option("#dream-kind", "filter")
+    page.select_option("#dream-layer", "conv2")
+    page.fill("#dream-index", str(dead[0]["index"]))
+    assert page.is_visible("#dream-dead")
+    assert page.inner_text("#dream-dead").startswith(
+        f"conv2 filter {dead[0]['index']} is dead: it {dead[0]['dead']}.")
+    page.fill("#dream-index", str(live[0]["index"]))
+    assert page.is_hidden("#dream-dead")
+    page.fill("#dream-index", str(dead[0]["index"]))
+    page.select_option("#dream-kind", "class")
+    assert page.is_hidden("#dream-dead")
 
 
 def test_deep_dream_on_the_drawing_and_a_class_dream(page):
