@@ -52,7 +52,7 @@ OCTAVES_FROM_SIDE = 128
 TARGETS_HELP = ("comma-separated terms, each optionally weighted with *w: a layer (Deep Dream: "
                 "its mean squared activation), layer:k (filter or unit k), class:k (the logit "
                 "of class k); layer.pre names a conv or dense layer before its ReLU "
-                "(conv2.pre:3); e.g. conv2:3*0.5,class:7. A unit that is off everywhere on the "
+                "(conv2.pre:5); e.g. conv2:5*0.5,class:7. A unit that is off everywhere on the "
                 "image is moved through its pre-activation (X-Dream-Redirected-Steps)")
 
 

@@ -4,7 +4,7 @@ Grammar: terms separated by commas, each optionally weighted with `*w`:
     conv2          Deep Dream on a whole layer (mean squared activation)
     conv2:7        filter 7 of a conv layer, or unit 7 of a dense layer (its degree of activation)
     class:3        the logit of output class 3
-e.g. `conv2:3*0.5,class:7`. Syntax errors are 400; names and indices the bundle does not have are
+e.g. `conv2:5*0.5,class:7`. Syntax errors are 400; names and indices the bundle does not have are
 422 (lens.optvis.objectives.ObjectiveError, raised where they are checked).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ def parse(text: str, output_layer: str) -> Objective:
     terms = [term.strip() for term in text.split(",")]
     if not text.strip() or not all(terms):
         raise bad_request(f"targets={text!r}: give comma-separated terms such as conv2, "
-                          "conv2:3, class:7, each optionally weighted (conv2:3*0.5)")
+                          "conv2:5, class:7, each optionally weighted (conv2:5*0.5)")
     if len(terms) > MAX_TERMS:
         raise bad_request(f"targets: {len(terms)} terms; the limit is {MAX_TERMS}")
     return reduce(operator.add, (_term(term, output_layer) for term in terms))
