@@ -1,5 +1,7 @@
 -- wrk script: POST one file (argv: path, body, [stop_after_n_requests]) and print a JSON summary
--- line (requests, errors, latency percentiles in microseconds) when done. body is "multipart"
+-- line (requests, errors, latency percentiles in microseconds) when done. After
+-- stop_after_n_requests it prints WRK_STOPPED: wrk itself sleeps out its whole duration, and
+-- bench/load.py interrupts it then. body is "multipart"
 -- (the file as part `file`) or "raw" (the file is the body, as image/png).
 -- Every multipart request gets its own boundary, as curl, browsers and python-requests send: a
 -- parser that does per-boundary work (werkzeug compiles two regular expressions) pays for it here
@@ -34,7 +36,11 @@ end
 
 function response(status, headers, body)
   count = count + 1
-  if stop_after and count >= stop_after then wrk.thread:stop() end
+  if stop_after and count == stop_after then
+    wrk.thread:stop()
+    io.write("WRK_STOPPED\n")
+    io.flush()
+  end
 end
 
 function done(summary, latency, requests)

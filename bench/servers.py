@@ -47,6 +47,20 @@ class Server:
                     sizes.append(int(line.split()[1]) / 1024)
         return sizes
 
+    def settle(self, quiet_seconds: float = 0.3, timeout: float = 60) -> None:
+        """Return once the workers have used no CPU for `quiet_seconds`: /readyz answers when the
+        first worker is ready, while another may still be loading its model, and a load started
+        then leaves that worker's connections with the first (and its warm-up in the measure)."""
+        deadline = time.perf_counter() + timeout
+        last, quiet_since = None, time.perf_counter()
+        while time.perf_counter() - quiet_since < quiet_seconds:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"{self.kind}'s workers still busy after {timeout} s")
+            used = self.worker_usage()[0]
+            if used != last:
+                last, quiet_since = used, time.perf_counter()
+            time.sleep(0.05)
+
     def worker_usage(self) -> tuple[float, int]:
         """CPU seconds (user + system) and context switches (voluntary and not, every thread)
         the workers have used so far: read before and after a load, per request."""
@@ -88,7 +102,9 @@ def start(kind: str, root: Path = ROOT, **settings) -> Server:
         try:
             with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
                 if response.status == 200:
-                    return Server(kind, process, base, time.perf_counter() - began)
+                    server = Server(kind, process, base, time.perf_counter() - began)
+                    server.settle()
+                    return server
         except OSError:
             pass
         if process.poll() is not None or time.perf_counter() > deadline:
