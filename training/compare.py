@@ -54,8 +54,7 @@ def compare(recipes: list[str], seeds: list[int], base: TrainConfig, out: Path,
             checkpoint = torch.load(path, weights_only=False) if path.is_file() else None
             kept_run = checkpoint and (checkpoint["config"], checkpoint.get("code"))
             if kept_run != (asdict(run), code):
-                checkpoint = train(run, path, progress=False) | {"code": code}
-                torch.save(checkpoint, path)
+                checkpoint = train(run, path, progress=False, extra={"code": code})
             figures = evaluate(checkpoint, inputs[config.deskew])
             for key, value in figures.items():
                 results.setdefault(name, {}).setdefault(key, []).append(value)

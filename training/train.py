@@ -131,10 +131,11 @@ def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor)
     return round(float((logits_of(model, images).argmax(1) == labels).float().mean()), 4)
 
 
-def train(config: TrainConfig, out: Path, progress: bool = True) -> dict:
-    """Train per `config` and save a checkpoint to `out`; return the checkpoint."""
+def train(config: TrainConfig, out: Path, progress: bool = True, extra: dict | None = None) -> dict:
+    """Train per `config` and save a checkpoint to `out`, with `extra`'s entries; return the
+    checkpoint."""
     with reproducible(config.seed):
-        checkpoint = _train(config, progress)
+        checkpoint = _train(config, progress) | (extra or {})
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, out)
     return checkpoint
