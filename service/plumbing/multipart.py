@@ -59,17 +59,37 @@ class Request(FlaskRequest):
         without werkzeug's wrapper that counts its bytes against the limit (about 10 µs a request
         in a loaded worker); a chunked body is read up to one byte past the limit and refused (413)
         if it has that byte, where werkzeug's wrapper cuts it at the limit and passes it on as if
-        whole. A body cut short by its client reads short, and is refused as a broken image or
-        form (422 or 400)."""
+        whole. A body that ends before its declared length (its client stopped sending) or a
+        chunked one that the server cannot read to its end is refused (400), as werkzeug's
+        wrapper refuses them."""
         limit, length = self.max_content_length, self.content_length
         if limit is None or not self.environ.get("wsgi.input_terminated"):
             return super().stream
         if length is None:
-            body = self.environ["wsgi.input"].read(limit + 1)
+            try:
+                body = self.environ["wsgi.input"].read(limit + 1)
+            except Exception as error:   # the server's reader: a malformed or unfinished chunk
+                raise BadRequest(f"the chunked request body cannot be read: {error}") from None
             if len(body) > limit:
                 raise RequestEntityTooLarge(body_too_large(limit))
             return io.BytesIO(body)
-        return self.environ["wsgi.input"] if length <= limit else super().stream
+        return _Declared(self.environ["wsgi.input"], length) if length <= limit else super().stream
+
+
+class _Declared:
+    """A body of a declared length, as the server reads it: what it reads short (the client sent
+    fewer bytes and stopped) is a 400, not a body that merely happens to be shorter."""
+
+    def __init__(self, source, length: int):
+        self.source, self.left = source, length
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self.source.read(size)
+        self.left -= len(data)
+        if self.left > 0 and (size is None or size < 0 or len(data) < size):
+            raise BadRequest(f"the request body ended {self.left} bytes before its "
+                             "Content-Length")
+        return data
 
 
 def parts(body: bytes, boundary: bytes, max_parts: int | None = None) -> list[tuple[Headers, bytes]]:

@@ -9,7 +9,10 @@ import io
 import itertools
 import json
 import logging
+import re
 import shutil
+import socket
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -391,3 +394,74 @@ def test_a_chunked_body_is_read_whole_under_the_byte_limit_and_refused_over_it(s
     over = server.post("/predict", iter([b"\0" * 2**19] * 5), "image/png")
     _assert_problem(over, 413)
     assert f"larger than the {LIMITS['max_request_bytes']} bytes" in over.json()["detail"]
+
+
+def _raw(base: str, request: bytes, half_close: bool = False) -> tuple[bytes, bytes]:
+    """Send `request` as it is on a new connection (shut for writing after it if `half_close`);
+    the answer's head and body, once the server has sent its Content-Length's worth, and what
+    else arrives before it closes the connection (b"" when it does)."""
+    host, port = urlsplit(base).hostname, urlsplit(base).port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(request)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += _more(sock, data)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)[1])
+        while len(body) < length:
+            body += _more(sock, data)
+        sock.settimeout(2)
+        try:
+            after = sock.recv(65536)
+        except TimeoutError:
+            after = None   # still open
+    return head + b"\r\n\r\n" + body[:length], after
+
+
+def _more(sock: socket.socket, data: bytes) -> bytes:
+    chunk = sock.recv(65536)
+    assert chunk, f"the server closed the connection after {data[:300]!r}"
+    return chunk
+
+
+def _status_and_problem(answer: bytes) -> tuple[int, dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\ncontent-type: application/problem+json" in head.lower(), head
+    return int(head.split()[1]), json.loads(body)
+
+
+PNG_HEAD = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+
+
+@pytest.mark.parametrize("body, half_close", [
+    (b"zz\r\nabc\r\n0\r\n\r\n", False),   # a chunk size that is not hexadecimal
+    (b"10\r\nabc", True),                 # the client stops in the middle of a chunk
+])
+def test_a_chunked_body_the_server_cannot_read_is_a_400(server, body, half_close):
+    answer, _ = _raw(server.base, PNG_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + body,
+                     half_close)
+    status, problem = _status_and_problem(answer)
+    assert status == 400 and problem["detail"].startswith("the chunked request body cannot be read")
+
+
+def test_a_body_shorter_than_its_content_length_is_a_400(server):
+    """Even when the bytes that came are a whole PNG: the client stopped sending."""
+    png = (ROOT / "examples" / "mnist-7.png").read_bytes()
+    answer, _ = _raw(server.base, PNG_HEAD + b"Content-Length: %d\r\n\r\n" % (len(png) + 100)
+                     + png, half_close=True)
+    status, problem = _status_and_problem(answer)
+    assert status == 400
+    assert problem["detail"] == "the request body ended 100 bytes before its Content-Length"
+
+
+def test_a_declared_length_over_the_limit_is_answered_at_once_and_the_connection_closed(server):
+    """The client sends the headers and waits: it gets its 413 without sending the body (the
+    socket timeout, 10 s, is a third of the client timeout a body read would wait for), and the
+    connection is closed, its body unread, instead of reading the body as the next request."""
+    too_long = LIMITS["max_request_bytes"] + 1
+    answer, after = _raw(server.base, PNG_HEAD + b"Content-Length: %d\r\n\r\n" % too_long)
+    status, problem = _status_and_problem(answer)
+    assert status == 413 and "larger than the" in problem["detail"]
+    assert after == b""
