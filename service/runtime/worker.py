@@ -6,11 +6,15 @@ bytes and then reads the request headers with blocking reads and no deadline: a 
 that connect and send nothing, or send their headers a byte a second (slowloris), hold every
 thread of a worker, and the other connections that worker accepted wait behind them for as long
 as the slow ones last (tests/service/test_faults.py). Here a thread only reads what has already
-arrived: until a request's headers are complete its connection waits in the worker's poller,
-holding no thread, and it is dropped once they take longer than CNNLENS_CLIENT_TIMEOUT. The
-application then reads the body in its thread under a fresh deadline of the same length: a client
-that trickles its body holds one thread for at most that long; then the body reads as ended, and
-the application answers the truncated request as the bad input it is (a 4xx).
+arrived: until a request's headers are complete, and its body when they declare its length and
+it is one the application accepts (CNNLENS_MAX_REQUEST_BYTES), its connection waits in the
+worker's poller, holding no thread, and it is dropped once they take longer than
+CNNLENS_CLIENT_TIMEOUT: without its headers it is dropped; a body that has not arrived whole by
+then reads as ended where it stopped, and the application answers the truncated request as the bad
+input it is (400). A chunked body, one announced with `Expect: 100-continue` (whose client waits
+for an answer before it sends), and one over the limit (answered 413 at once) go to a thread with
+the headers; the application reads them there under a fresh deadline of the same length: a client
+that trickles such a body holds one thread for at most that long.
 
 Connections are spread over the workers: every worker publishes how many live connections it holds
 in a table the workers share, each time it looks at them, and a worker that holds as many as it has
@@ -48,6 +52,7 @@ import contextlib
 import math
 import mmap
 import os
+import re
 import select
 import signal
 import socket
@@ -63,6 +68,10 @@ from service.settings import Settings
 # a bundle (service.wsgi).
 REPLACEMENT = "CNNLENS_REPLACEMENT_WORKER"
 _END_OF_HEADERS = b"\r\n\r\n"
+# The header fields that say how a body arrives (a request line is never one: it holds no colon
+# before its space).
+_BODY_FIELD = re.compile(rb"\r\n(content-length|transfer-encoding|expect)[ \t]*:[ \t]*([^\r]*)",
+                         re.IGNORECASE)
 # Headers longer than this go to gunicorn's parser as they are, which answers them with its own
 # limit errors (limit_request_line, limit_request_fields): nothing is gained by buffering more.
 _MAX_HEAD = 64 * 1024
@@ -82,7 +91,9 @@ class ThreadWorker(gthread.ThreadWorker):
         # the others serve.
         if self.age > self.cfg.workers:
             os.environ[REPLACEMENT] = "1"
-        self.client_timeout = Settings.from_env().client_timeout
+        settings = Settings.from_env()
+        self.client_timeout = settings.client_timeout
+        self.max_body = settings.max_request_bytes
         self.registry = None
         self.reload_pending = False
         self.accept_paused_until = -math.inf   # time.monotonic(): others may accept until then
@@ -177,24 +188,29 @@ class ThreadWorker(gthread.ThreadWorker):
 
     def handle(self, conn):
         """Runs in a thread each time the connection is readable: take what has arrived, and
-        serve the request only once its headers are all there."""
+        serve the request only once its headers are all there, and the body they declare."""
         head = getattr(conn, "cnnlens_head", None)
         if head is None:
-            head = conn.cnnlens_head = _Head(time.monotonic() + self.client_timeout)
+            head = conn.cnnlens_head = _Head(time.monotonic() + self.client_timeout,
+                                             self.max_body)
             if conn.initialized:   # bytes a kept-alive client sent behind its last request
                 head.data += conn.parser.unreader.take_buffered()
         if not head.receive(conn.sock):
             conn.cnnlens_head = None
             return False                                # the client hung up
-        if not head.complete():
-            if time.monotonic() < head.deadline:
+        late = not head.complete()
+        if late:
+            if not head.ended and time.monotonic() < head.deadline:
                 return gthread._DEFER                   # back to the poller until more arrives
-            conn.cnnlens_head = None
-            return False                                # too slow: dropped
+            if head.size is None:
+                conn.cnnlens_head = None
+                return False                            # headers too slow: dropped
         conn.cnnlens_head = None
         if not conn.initialized:
             conn.init()
-        conn.sock.read_deadline = time.monotonic() + self.client_timeout
+        # A body that stopped short, or too slow to arrive whole, reads as ended where it
+        # stopped: the app answers 400.
+        conn.sock.read_deadline = time.monotonic() + (0 if late else self.client_timeout)
         conn.parser.unreader.unread(bytes(head.data))
         conn.data_ready = True
         return super().handle(conn)
@@ -258,20 +274,26 @@ _PEERS = _PeerTable()
 
 
 class _Head:
-    """The bytes of one request received so far, up to the end of its headers."""
+    """The bytes of one request received so far: up to the end of its headers, and on to the end
+    of its body when they declare a length up to `max_body` (see the module's docstring)."""
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float, max_body: int):
         self.deadline = deadline
+        self.max_body = max_body
         self.data = bytearray()
+        self.size = None    # of the headers and the body waited for, once the headers are in
+        self.ended = False  # the client sent the headers, then shut its side of the connection
 
     def receive(self, sock: socket.socket) -> bool:
-        """Read what has arrived without waiting; False if the client closed the connection."""
+        """Read what has arrived without waiting; False if the client closed the connection
+        before its headers were in."""
         sock.setblocking(False)
         try:
             while not self.complete():
                 chunk = socket.socket.recv(sock, _CHUNK)   # not _DeadlineSocket's: no waiting
                 if not chunk:
-                    return False
+                    self.ended = True
+                    return self.size is not None
                 self.data += chunk
         except BlockingIOError:
             pass
@@ -280,7 +302,24 @@ class _Head:
         return True
 
     def complete(self) -> bool:
-        return _END_OF_HEADERS in self.data or len(self.data) > _MAX_HEAD
+        if self.size is None:
+            end = self.data.find(_END_OF_HEADERS)
+            if end < 0:
+                return len(self.data) > _MAX_HEAD
+            self.size = end + len(_END_OF_HEADERS) + self._body_to_wait_for(self.data[:end])
+        return len(self.data) >= self.size
+
+    def _body_to_wait_for(self, headers: bytearray) -> int:
+        """The declared body length, or 0 where the body is left to the thread (or malformed
+        headers to gunicorn's parser)."""
+        length = 0
+        for name, value in _BODY_FIELD.findall(headers):
+            if name.lower() != b"content-length":
+                return 0   # chunked, or a client waiting for 100 Continue
+            if not value.strip().isdigit():
+                return 0
+            length = int(value)
+        return length if length <= self.max_body else 0
 
 
 class _Connections:
