@@ -28,7 +28,7 @@ class Problem(Exception):
 
     def body(self) -> dict:
         """The RFC 9457 document, also for where no status line can carry it (an event stream)."""
-        return _body(self.status, self.title, self.detail)
+        return document(self.status, self.title, self.detail)
 
 
 def bad_request(detail: str) -> Problem:
@@ -64,11 +64,12 @@ _TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Meth
 
 
 def response(status: int, title: str, detail: str, headers=None) -> Response:
-    return Response(json.dumps(_body(status, title, detail)), status, headers=headers,
+    return Response(json.dumps(document(status, title, detail)), status, headers=headers,
                     mimetype=PROBLEM_TYPE)
 
 
-def _body(status: int, title: str, detail: str) -> dict:
+def document(status: int, title: str, detail: str) -> dict:
+    """The RFC 9457 problem document (the HTTP server's own error answers use it too)."""
     return {"type": "about:blank", "title": title, "status": status, "detail": detail}
 
 

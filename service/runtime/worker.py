@@ -36,6 +36,10 @@ because in a burst beyond every worker's threads (64 connections) full workers l
 each other in turn: with 20 ms it held them for hundreds of ms before their first request (p99 at
 64 connections 240-260 ms in two runs, 85-91 ms with 2 ms).
 
+Requests gunicorn cannot parse (a request line or headers too long or malformed, a bad
+Content-Length) it answers itself, before the application sees them: as problem details here, like
+every other error of the service, not as gunicorn's HTML page (`_write_problem`).
+
 SIGHUP (which gunicorn.conf.py makes the master forward to every worker) reloads the worker's
 models in a thread, so that requests go on meanwhile. gunicorn resets SIGHUP to its default,
 terminate, before the app is loaded; the handler is set from then on, and a SIGHUP that arrives
@@ -49,6 +53,7 @@ here (TLS ends at the load balancer): gthread wraps TLS sockets in its own class
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import mmap
 import os
@@ -60,8 +65,10 @@ import threading
 import time
 
 import numpy as np
+from gunicorn import util
 from gunicorn.workers import gthread
 
+from service.plumbing import problems
 from service.settings import Settings
 
 # Set in a worker that replaces one that died, which must not stop the server when it cannot load
@@ -102,6 +109,7 @@ class ThreadWorker(gthread.ThreadWorker):
         self.leaving_since = None              # and when it began to leave some in it
         self.slot = None                       # this worker's row in _PEERS, while it accepts
         self.connections = _Connections()      # every connection accepted and not yet closed
+        util.write_error = _write_problem
         super().init_process()
 
     def init_signals(self):
@@ -214,6 +222,18 @@ class ThreadWorker(gthread.ThreadWorker):
         conn.parser.unreader.unread(bytes(head.data))
         conn.data_ready = True
         return super().handle(conn)
+
+
+def _write_problem(sock: socket.socket, status: int, reason: str, message: str) -> None:
+    """gunicorn's own answer to a request it cannot parse (a request line or headers too long or
+    malformed, a bad Content-Length or Transfer-Encoding), as problem details like every other
+    error of the service instead of gunicorn's HTML page: `gunicorn.util.write_error`, which the
+    worker's `handle_error` calls, is this in a cnn-lens worker."""
+    body = json.dumps(problems.document(status, reason, message or reason),
+                      separators=(",", ":")).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: {problems.PROBLEM_TYPE}\r\nContent-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
 class _PeerTable:

@@ -465,3 +465,20 @@ def test_a_declared_length_over_the_limit_is_answered_at_once_and_the_connection
     status, problem = _status_and_problem(answer)
     assert status == 413 and "larger than the" in problem["detail"]
     assert after == b""
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"POST /predict?x=" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9_000 + b"\r\n\r\n", 431),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", 400),
+    (b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    (b"GARBAGE\r\n\r\n", 400),
+])
+def test_requests_the_http_server_cannot_parse_get_problem_details_too(server, request_bytes,
+                                                                       status):
+    """gunicorn answers these itself, before the application sees them: as JSON problem details,
+    like every other error (its own answer is an HTML page), and it closes the connection."""
+    answer, after = _raw(server.base, request_bytes)
+    got, problem = _status_and_problem(answer)
+    assert got == status == problem["status"] and problem["title"] and problem["detail"]
+    assert after == b""
