@@ -16,6 +16,7 @@ from pathlib import Path
 BOUNDS = {   # field -> (lowest, highest) allowed value
     "max_request_bytes": (1024, 100 * 2**20),
     "max_pixels": (28 * 28, 100_000_000),
+    "max_request_pixels": (28 * 28, 1_000_000_000),
     "max_batch": (1, 1024),
     "max_dream_steps": (1, 4096),
     "max_dream_octaves": (1, 12),
@@ -58,6 +59,10 @@ class Settings:
     cors_origins: str = ""
     max_request_bytes: int = 10 * 2**20
     max_pixels: int = 16_000_000
+    # All the images of one request together, checked on their headers before any is decoded:
+    # decoding is the work a small body can ask for (a solid 4000x4000 PNG is a few kB), and 64
+    # of the largest images would be 1 G pixels, about 6 s of a core. 4 of the largest fit.
+    max_request_pixels: int = 64_000_000
     max_batch: int = 64
     max_dream_steps: int = 256
     max_dream_octaves: int = 6
@@ -106,6 +111,10 @@ class Settings:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise SettingsError(f"{env_name(name)}={value} is outside [{low}, {high}]")
+        if self.max_request_pixels < self.max_pixels:
+            raise SettingsError(f"{env_name('max_request_pixels')}={self.max_request_pixels} must "
+                                f"be at least {env_name('max_pixels')}={self.max_pixels}: a "
+                                "request may hold one image of the largest size")
         for budget in ("dream_time_budget", "explain_time_budget"):
             if self.timeout < getattr(self, budget) + _TIMEOUT_MARGIN:
                 raise SettingsError(f"{env_name('timeout')}={self.timeout} must be at least "

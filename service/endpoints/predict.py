@@ -39,8 +39,9 @@ def predict():
     values = params.read_all(parameters(served))
     top_k, with_activations = values["top_k"], values["activations"]
     mapped = _feature_map_layers(served, params.names(values["feature_maps"]))
-    batch = preprocess.from_request(request, spec, values["preprocess"], served.settings.max_batch,
-                                    served.settings.max_pixels)
+    limits = served.settings
+    batch = preprocess.from_request(request, spec, values["preprocess"], limits.max_batch,
+                                    limits.max_pixels, limits.max_request_pixels)
     digit_like = bundle.manifest.get("digit_like")
     scores = [digit_like["output"]] if digit_like else []
     outputs = served.infer(batch, None if with_activations else ["probabilities", *scores, *mapped])

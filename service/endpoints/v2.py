@@ -26,7 +26,8 @@ application/octet-stream body with that header.
 
 Errors are the protocol's `{"error": "<message>"}` (not problem+json as in the native API): 400
 for anything wrong with a request (malformed JSON, unknown input or output name, wrong shape or
-datatype, non-finite values, a batch over CNNLENS_MAX_BATCH, an image that cannot be decoded), 404
+datatype, non-finite values, a batch over CNNLENS_MAX_BATCH, an image that cannot be decoded or
+images over CNNLENS_MAX_PIXELS or CNNLENS_MAX_REQUEST_PIXELS), 404
 for an unknown model or version and for unknown /v2 routes, 405 for a wrong method, 413 for a body
 over CNNLENS_MAX_REQUEST_BYTES, 500 for an unexpected error (details in the log only).
 """
@@ -351,11 +352,9 @@ def _batch(served: Served, inputs: dict, parameters: dict) -> np.ndarray:
     mode = parameters.get("preprocess", default_mode(spec))
     if mode not in MODES:
         raise _bad(f"parameters.preprocess must be one of {', '.join(MODES)}; got {mode!r}")
-    blobs = _blobs(tensor, raw, shape[0])
-    label = (lambda i: "the image") if len(blobs) == 1 else (lambda i: f"image {i}")
-    return np.stack([model_input(images.decode(blob, served.settings.max_pixels, label(i),
-                                               shrink_to=PREPROCESS_SIDE), spec, mode)
-                     for i, blob in enumerate(blobs)])
+    decoded = images.decode_all(_blobs(tensor, raw, shape[0]), served.settings.max_pixels,
+                                served.settings.max_request_pixels, shrink_to=PREPROCESS_SIDE)
+    return np.stack([model_input(image, spec, mode) for image in decoded])
 
 
 def _floats(tensor: dict, raw: bytes | None, shape: list[int]) -> np.ndarray:

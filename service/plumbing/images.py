@@ -7,8 +7,9 @@ Three ways to send images, all giving a list in request order:
                         ("data:image/png;base64,...", what a browser canvas gives) works too
 
 Limits: the body size is Flask's MAX_CONTENT_LENGTH (413 before the body is read); the number of
-images is counted before any is decoded (413); each image's width x height is read from its header
-before its pixels are decoded (413), and Pillow's own decompression-bomb guard stays on.
+images is counted before any is decoded (413); each image's width x height, and their sum over the
+request, are read from their headers before any pixel is decoded (413), and Pillow's own
+decompression-bomb guard stays on.
 """
 from __future__ import annotations
 
@@ -55,11 +56,24 @@ class Decoded:
         return self.pixels if self.grey else self.pixels @ LUMA
 
 
-def from_request(request: Request, max_batch: int, max_pixels: int, **options) -> list[Decoded]:
-    """`options`: as for `decode`."""
-    blobs = _blobs(request, max_batch)
+def from_request(request: Request, max_batch: int, max_pixels: int, max_total: int | None = None,
+                 **options) -> list[Decoded]:
+    """`max_total`, `options`: as for `decode_all`."""
+    return decode_all(_blobs(request, max_batch), max_pixels, max_total, **options)
+
+
+def decode_all(blobs: list[bytes], max_pixels: int, max_total: int | None = None,
+               **options) -> list[Decoded]:
+    """Every image of a request, once their headers say that they hold at most `max_pixels`
+    pixels each and `max_total` together (413 otherwise, before any is decoded; a request of
+    one image needs no `max_total`). `options`: as for `_decoded`."""
     label = (lambda i: "the image") if len(blobs) == 1 else (lambda i: f"image {i}")
-    return [decode(blob, max_pixels, label(i), **options) for i, blob in enumerate(blobs)]
+    opened = [_open(blob, max_pixels, label(i)) for i, blob in enumerate(blobs)]
+    total = sum(image.width * image.height for image in opened)
+    if max_total is not None and total > max_total:
+        raise too_large(f"the {len(opened)} images hold {total} pixels in all; the limit is "
+                        f"{max_total} a request")
+    return [_decoded(image, label(i), **options) for i, image in enumerate(opened)]
 
 
 def _blobs(request: Request, max_batch: int) -> list[bytes]:
@@ -116,11 +130,14 @@ def from_base64(text, where: str) -> bytes:
         raise bad_request(f"{where} is not valid base64") from None
 
 
-def decode(blob: bytes, max_pixels: int, label: str = "the image", *,
-           max_side: int | None = None, shrink_to: int | None = None) -> Decoded:
-    """`max_side`: refuse (422) a larger image, from its header. `shrink_to`: scale an image down
-    to fit this square before converting it to floats (JPEGs decode at reduced size directly),
-    when the caller needs no more detail, so a 16-megapixel photo costs no gigabyte of floats."""
+def decode(blob: bytes, max_pixels: int, label: str = "the image", **options) -> Decoded:
+    """One image, its header checked first. `options`: as for `_decoded`."""
+    return _decoded(_open(blob, max_pixels, label), label, **options)
+
+
+def _open(blob: bytes, max_pixels: int, label: str) -> Image.Image:
+    """The image with its header read, not yet its pixels (413 when it holds over
+    `max_pixels`)."""
     try:
         image = Image.open(io.BytesIO(blob), formats=_FORMATS)
     except UnidentifiedImageError:
@@ -135,6 +152,14 @@ def decode(blob: bytes, max_pixels: int, label: str = "the image", *,
     if image.width * image.height > max_pixels:
         raise too_large(f"{label} is {image.width}x{image.height} = "
                         f"{image.width * image.height} pixels; the limit is {max_pixels}")
+    return image
+
+
+def _decoded(image: Image.Image, label: str, *, max_side: int | None = None,
+             shrink_to: int | None = None) -> Decoded:
+    """`max_side`: refuse (422) a larger image, from its header. `shrink_to`: scale an image down
+    to fit this square before converting it to floats (JPEGs decode at reduced size directly),
+    when the caller needs no more detail, so a 16-megapixel photo costs no gigabyte of floats."""
     if max_side and max(image.size) > max_side:
         raise unprocessable(f"{label} is {image.width}x{image.height}; sides up to {max_side} "
                             "pixels are accepted here")

@@ -112,8 +112,9 @@ def upload_body(served, required: bool, max_batch: int) -> dict:
     limits = served.settings
     return {"required": required, "content": content,
             "description": f"at most {limits.max_request_bytes} bytes; at most "
-                           f"{limits.max_pixels} pixels per image; any mode (alpha, palette, "
-                           "16-bit, CMYK, EXIF-rotated)"}
+                           f"{limits.max_pixels} pixels per image"
+                           + (f" and {limits.max_request_pixels} in all" if max_batch > 1 else "")
+                           + "; any mode (alpha, palette, 16-bit, CMYK, EXIF-rotated)"}
 
 
 def upload_problems() -> dict:

@@ -3,6 +3,7 @@ per-worker bound on concurrent gradient requests (load shedding), on the Flask t
 real gunicorn, every reply checked against /openapi.json."""
 from __future__ import annotations
 
+import base64
 import math
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -89,6 +90,14 @@ def test_every_time_budget_must_fit_in_gunicorns_timeout():
     assert Settings.from_env({"CNNLENS_EXPLAIN_TIME_BUDGET": "55", "CNNLENS_TIMEOUT": "65"})
 
 
+def test_a_request_may_always_hold_one_image_of_the_largest_size():
+    with pytest.raises(SettingsError, match="CNNLENS_MAX_REQUEST_PIXELS=1000000 must be at least "
+                                            "CNNLENS_MAX_PIXELS=2000000"):
+        Settings.from_env({"CNNLENS_MAX_PIXELS": "2000000", "CNNLENS_MAX_REQUEST_PIXELS": "1000000"})
+    assert Settings.from_env({"CNNLENS_MAX_PIXELS": "2000000",
+                              "CNNLENS_MAX_REQUEST_PIXELS": "2000000"})
+
+
 @pytest.fixture(scope="module")
 def tight():
     """An app with the lowest dream work limit (10000 pixel-steps) and an /explain budget (0.1 s)
@@ -144,3 +153,22 @@ def test_concurrent_dreams_are_shed_and_predict_is_still_answered(contract, tmp_
     assert sorted(reply.status for reply in replies) == [200, 503, 503, 503]
     assert 1 <= int(shed.headers["retry-after"]) <= math.ceil(budget)
     assert _problem(shed, 503)["title"] == "Service Unavailable"
+
+
+@pytest.mark.parametrize("count, status", [(2, 422), (3, 413)])
+def test_the_images_of_one_request_are_counted_together_before_any_is_decoded(api, count, status):
+    """PNG headers of 1000x1000 images with no pixel data, each within CNNLENS_MAX_PIXELS: two
+    hold the request's limit and go on to be decoded, which fails (422); three are refused from
+    their headers (413), so none of them was decoded. /v2 counts them alike, and answers both
+    with the protocol's 400."""
+    side = 1000
+    assert side * side == LIMITS["max_pixels"] and 2 * side * side == LIMITS["max_request_pixels"]
+    header = imagefiles.png_header_only(side, side)
+    problem = _problem(api.post_files("/predict", [header] * count), status)
+    v2 = api.post_json("/v2/models/mnist-cnn/infer", {"inputs": [{
+        "name": "image_bytes", "shape": [count], "datatype": "BYTES",
+        "data": [base64.b64encode(header).decode()] * count}]})
+    assert v2.status == 400, v2.body
+    if status == 413:
+        words = f"the {count} images hold {count * side * side} pixels in all"
+        assert problem["detail"].startswith(words) and v2.json()["error"].startswith(words)
