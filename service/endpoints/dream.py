@@ -52,8 +52,10 @@ OCTAVES_FROM_SIDE = 128
 TARGETS_HELP = ("comma-separated terms, each optionally weighted with *w: a layer (Deep Dream: "
                 "its mean squared activation), layer:k (filter or unit k), class:k (the logit "
                 "of class k); layer.pre names a conv or dense layer before its ReLU "
-                "(conv2.pre:5); e.g. conv2:5*0.5,class:7. A unit that is off everywhere on the "
-                "image is moved through its pre-activation (X-Dream-Redirected-Steps)")
+                "(conv2.pre:5); e.g. conv2:5*0.5,class:7; at most {terms} terms, weights "
+                "within ±{weight:g}. A unit that is off everywhere on the image is moved through "
+                "its pre-activation (X-Dream-Redirected-Steps)").format(
+    terms=targets.MAX_TERMS, weight=targets.MAX_WEIGHT)
 
 
 @params.per_model
@@ -317,11 +319,14 @@ def _summary(result: Result, objective: Objective, png: bytes) -> dict:
 def _openapi(served, models: list[str]) -> openapi.Part:
     """/dream for /openapi.json."""
     model = openapi.model_parameter(served, models)
+    spec = served.bundle.manifest["input"]
     paths = {
         "/dream": {"post": {
             "summary": "Deep Dream an uploaded image, or maximise a target from noise or grey",
             "parameters": [model] + [p.openapi() for p in parameters(served)],
-            "requestBody": openapi.upload_body(served, False, 1),
+            "requestBody": openapi.upload_body(
+                served, False, 1, f"sides from {spec['min_side']} to {_largest_side(served)} pixels "
+                "(any size with preprocess=digit)"),
             "responses": {
                 "200": {"description": "the dreamed image (PNG, or JSON by Accept); with "
                                        "Accept: text/event-stream, the dream as it goes, as "

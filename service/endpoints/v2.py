@@ -406,6 +406,7 @@ def _blobs(tensor: dict, raw: bytes | None, count: int) -> list[bytes]:
 @blueprint.openapi
 def _openapi(served: Served, models: list[str]) -> openapi.Part:
     """The /v2 paths for /openapi.json, with their schemas inline."""
+    limits = served.settings
     error = {"type": "object", "required": ["error"], "additionalProperties": False,
              "properties": {"error": {"type": "string"}}}
 
@@ -476,7 +477,11 @@ def _openapi(served: Served, models: list[str]) -> openapi.Part:
                    "default) and layer activations by name",
         "description": "Binary tensor data extension supported: with the "
                        f"{HEADER} header the body is JSON then binary data. Errors are "
-                       '{"error": message}, not problem+json.',
+                       '{"error": message}, not problem+json. Limits: a batch (the first '
+                       f"dimension) of 1 to {limits.max_batch}; a body of at most "
+                       f"{limits.max_request_bytes} bytes; image_bytes: at most "
+                       f"{limits.max_pixels} pixels per image and {limits.max_request_pixels} "
+                       "in all.",
         "parameters": [name],
         "requestBody": {"required": True,
                         "content": {"application/json": {"schema": request_body},

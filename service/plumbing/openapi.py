@@ -95,7 +95,8 @@ def busy_response(why: str) -> dict:
         "description": "seconds after which a retry may find the server less busy"}}}
 
 
-def upload_body(served, required: bool, max_batch: int) -> dict:
+def upload_body(served, required: bool, max_batch: int, sides: str = "") -> dict:
+    """`sides`: what the operation accepts of an image's sides, when it limits them."""
     binary = {"type": "string", "contentMediaType": "application/octet-stream"}
     base64 = {"type": "string", "contentEncoding": "base64",
               "description": "base64 of a PNG, JPEG, WebP, BMP or GIF file, or a data URL"}
@@ -114,6 +115,7 @@ def upload_body(served, required: bool, max_batch: int) -> dict:
             "description": f"at most {limits.max_request_bytes} bytes; at most "
                            f"{limits.max_pixels} pixels per image"
                            + (f" and {limits.max_request_pixels} in all" if max_batch > 1 else "")
+                           + (f"; {sides}" if sides else "")
                            + "; any mode (alpha, palette, 16-bit, CMYK, EXIF-rotated)"}
 
 

@@ -172,3 +172,17 @@ def test_the_images_of_one_request_are_counted_together_before_any_is_decoded(ap
     if status == 413:
         words = f"the {count} images hold {count * side * side} pixels in all"
         assert problem["detail"].startswith(words) and v2.json()["error"].startswith(words)
+
+
+def test_the_document_states_the_bounds_of_targets_dream_uploads_and_v2(contract):
+    """Bounds the service enforces that are not a parameter's maximum, written where a client
+    reads about the request (the values in force: the test settings')."""
+    paths = contract.document["paths"]
+    targets = _parameter(contract.document, "/dream", "targets")
+    assert "at most 16 terms, weights within ±100" in targets["description"]
+    upload = paths["/dream"]["post"]["requestBody"]["description"]
+    assert f"sides from 8 to {LIMITS['max_dream_side']} pixels" in upload
+    infer = paths["/v2/models/{name}/infer"]["post"]["description"]
+    assert (f"a batch (the first dimension) of 1 to {LIMITS['max_batch']}; a body of at most "
+            f"{LIMITS['max_request_bytes']} bytes; image_bytes: at most {LIMITS['max_pixels']} "
+            f"pixels per image and {LIMITS['max_request_pixels']} in all") in infer
