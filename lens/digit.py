@@ -19,6 +19,14 @@ it was trained; the manifest's `input.deskew` says whether step 4 runs.
      what lies less than NOISE_FLOOR times the paper's noise above the paper becomes 0, and so
      does every pixel not next to a stroke that survives a 3x3 median filter (a speck does not, a
      stroke two pixels wide does), so that specks neither widen the crop nor reach the network;
+  2c. ruled lines, only in a picture of RULED_SIDE pixels or more (at MNIST's 28 a digit's own
+     bars would pass for rules) whose strokes reach across it (lined or squared paper:
+     thin straight lines through at least RULE_FILL of its width or height; at least MIN_RULES
+     parallel ones, so that a tightly cropped 2's two bars or a 1 are not taken for rules, and
+     then also a lone one across the other way near an edge, the margin; a photo turned up to
+     MAX_TILT degrees is levelled first): each line's pixels become the darker of the pixels
+     just beside it, so that a stroke crossing it stays whole while the line goes, and the crop
+     is taken again without them;
   3. crop to the bounding box of the pixels above 0.2 (faint noise does not widen it);
   4. (deskew) shear the crop so that its principal axis is upright: writers slant differently,
      and the slant measured by the image moments (Lecun et al.'s deskewing) is undone, then
@@ -43,6 +51,14 @@ COARSE = 16              # side of the coarse copy the background is estimated o
 SPECKS = 3               # isolated stroke pixels that mark a grainy picture (MNIST digits: 2 at most)
 NOISE_FLOOR = 2.0        # noise up to this many times its spread above the paper is removed
 FEW_VALUES = 32          # sorted in Python rather than numpy (see _sorted)
+RULE_FILL = 0.75         # share of a row (column) that a ruled line's strokes cover
+RULE_LEVEL = STROKE / 2  # brightness above which a pixel may be part of a line (faint, thin, tilted)
+MIN_RULES = 3            # parallel lines that make ruled paper (a digit has 2 straight bars at most)
+RULE_THICKNESS = 1 / 40  # of the picture's height (width): thicker than this is no ruled line
+RULE_EDGE = 0.4          # how much less of the rows beside a ruled line its strokes cover
+MARGIN = 0.2             # a lone line across the rules is a margin only this close to an edge
+MAX_TILT = 3             # degrees a photo of ruled paper may be turned with its rules still found
+RULED_SIDE = 48          # pictures smaller than this are digits drawn small, not pages: no rules
 
 
 def normalise(grey: np.ndarray, height: int, width: int, foreground: str = "light",
@@ -72,6 +88,14 @@ def normalise(grey: np.ndarray, height: int, width: int, foreground: str = "ligh
         if bounds is None:
             return np.zeros((height, width), np.float32)
         crop = _crop(grey, bounds)
+    if min(grey.shape) >= RULED_SIDE and \
+            max(crop.shape[0] / grey.shape[0], crop.shape[1] / grey.shape[1]) >= RULE_FILL:
+        unruled = _without_rules(crop, grey.shape)                   # step 2c, then 3 again
+        if unruled is not None:
+            bounds = _bounds(unruled)
+            if bounds is None:
+                return np.zeros((height, width), np.float32)
+            crop = _crop(unruled, bounds)
     if deskew and crop.shape[0] > 1:                                 # step 4
         sheared = _unslant(crop)
         bounds = _bounds(_array(sheared))
@@ -204,6 +228,105 @@ def _despeckled(grey: np.ndarray) -> np.ndarray:
     strokes = _array(_image(grey).filter(ImageFilter.MedianFilter(3))) > STROKE
     near = _image(strokes.astype(np.float32)).filter(ImageFilter.MaxFilter(3))
     return ((grey - floor) / (peak - floor)).clip(0, 1) * _array(near)
+
+
+def _without_rules(crop: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+    """Step 2c on a stretched crop of a picture of `shape`: a copy without its ruled lines, or
+    None when it has none. A photo of a page is seldom quite level: the crop is turned first by
+    the tilt of its lines."""
+    across, down = _all_rules(crop, shape)
+    if len(across) < MIN_RULES and len(down) < MIN_RULES:
+        tilt = _tilt(crop > RULE_LEVEL)
+        if not tilt:
+            return None
+        crop = _array(_image(crop).rotate(tilt, Image.Resampling.BILINEAR))
+        across, down = _all_rules(crop, shape)
+        if len(across) < MIN_RULES and len(down) < MIN_RULES:
+            return None
+    if len(across) < MIN_RULES:
+        across = _margins(across, crop.shape[0])
+    if len(down) < MIN_RULES:
+        down = _margins(down, crop.shape[1])
+    out = crop.copy()
+    for start, stop in across:
+        _erase(out, start, stop)
+    for start, stop in down:
+        _erase(out.T, start, stop)
+    return out
+
+
+def _all_rules(crop: np.ndarray, shape: tuple[int, int]
+               ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The bands of rows (horizontal lines) and of columns (vertical ones) of `crop`, measured
+    against the whole picture: a line crosses all of it, a digit's bar only the digit."""
+    strokes = crop > RULE_LEVEL
+    height, width = shape
+    across = (_rules(strokes.sum(axis=1) / width, height)
+              if crop.shape[1] >= RULE_FILL * width else [])
+    down = (_rules(strokes.sum(axis=0) / height, width)
+            if crop.shape[0] >= RULE_FILL * height else [])
+    return across, down
+
+
+def _tilt(strokes: np.ndarray) -> float:
+    """Degrees (counter-clockwise) that level a picture's long horizontal lines: the shift, within
+    MAX_TILT, that best matches the row profile of its right quarter to its left quarter's (the
+    digit seldom reaches either, the lines cross both)."""
+    quarter = strokes.shape[1] // 4
+    span = strokes.shape[1] - quarter   # between the quarters' middles
+    left, right = strokes[:, :quarter].mean(axis=1), strokes[:, -quarter:].mean(axis=1)
+    reach = min(int(span * math.tan(math.radians(MAX_TILT))), len(left) - 1)
+    if quarter < 1 or reach < 1:
+        return 0.0
+    shifts = range(-reach, reach + 1)
+    match = [float(left[max(0, -s):len(left) - max(0, s)] @ right[max(0, s):len(right) - max(0, -s)])
+             for s in shifts]
+    return math.degrees(math.atan2(shifts[int(np.argmax(match))], span))
+
+
+def _rules(fill: np.ndarray, length: int) -> list[tuple[int, int]]:
+    """Start and stop of each run of rows (columns) at least RULE_FILL covered, with the row on
+    either side that is half covered (the line's antialiased or blurred edge), at most
+    RULE_THICKNESS of `length` thick besides those edges, and RULE_EDGE less covered beyond
+    them: a line ends sharply, where a thick stroke's coverage tapers off (the widest rows of a
+    2's curved base). Runs that touch are one: a thick stroke whose coverage dips does not pass
+    for parallel thin lines."""
+    thickest = max(1, round(length * RULE_THICKNESS))
+    core = np.flatnonzero(fill >= RULE_FILL)
+    bands: list[list[int]] = []
+    for run in np.split(core, np.flatnonzero(np.diff(core) != 1) + 1) if core.size else []:
+        start, stop = int(run[0]), int(run[-1]) + 1
+        start -= start > 0 and fill[start - 1] >= RULE_FILL / 2
+        stop += stop < len(fill) and fill[stop] >= RULE_FILL / 2
+        if bands and start <= bands[-1][1]:
+            bands[-1][1] = stop
+        else:
+            bands.append([start, stop])
+    return [(start, stop) for start, stop in bands
+            if stop - start <= thickest + 2 and _sharp(fill, start, stop)]
+
+
+def _sharp(fill: np.ndarray, start: int, stop: int) -> bool:
+    edge = float(fill[start:stop].max()) - RULE_EDGE
+    return (start == 0 or fill[start - 1] < edge) and (stop == len(fill) or fill[stop] < edge)
+
+
+def _margins(bands: list[tuple[int, int]], length: int) -> list[tuple[int, int]]:
+    """The one band of lines across the rules that lies within MARGIN of an edge, if it is alone
+    (a margin; a 1 or a 7's bar would lie further in)."""
+    if len(bands) != 1:
+        return []
+    start, stop = bands[0]
+    return bands if stop <= MARGIN * length or start >= (1 - MARGIN) * length else []
+
+
+def _erase(plane: np.ndarray, start: int, stop: int) -> None:
+    """Rows start:stop of `plane` and one more on each side, in place, made the darker of the
+    rows just outside them: a stroke that crosses the line is on both sides and stays."""
+    start, stop = max(start - 1, 0), min(stop + 1, plane.shape[0])
+    above = plane[start - 1] if start > 0 else 0
+    below = plane[stop] if stop < plane.shape[0] else 0
+    plane[start:stop] = np.minimum(above, below)
 
 
 def _unslant(grey: np.ndarray) -> Image.Image:

