@@ -59,6 +59,12 @@ def _refuse_unknown_parameters(req: Request, operation: _Operation):
         takes = ", ".join(operation.parameters) or "no parameters"
         raise bad_request(f"{req.method} {operation.path} takes no parameter {unknown[0]!r}; "
                           f"it takes {takes}")
+    form = params.form_fields(req)
+    for source in (req.args, form) if form else (req.args,):
+        for name, values in source.lists():
+            if len(set(values)) > 1:   # (the same value twice says nothing else)
+                raise bad_request(f"{name} is given more than once with different values: "
+                                  f"{', '.join(map(repr, values))}; give it once")
 
 
 def _negotiate(req: Request, produced: list[str]):

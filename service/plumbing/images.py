@@ -107,9 +107,11 @@ def _blobs(request: Request, max_batch: int) -> list[bytes]:
 
 def _json_images(request: Request, max_batch: int) -> list[bytes]:
     body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not ({"image", "images"} & body.keys()):
+    if not isinstance(body, dict) or len({"image", "images"} & body.keys()) != 1 or \
+            body.keys() - {"image", "images"}:
         raise bad_request('the JSON body must be an object {"image": "<base64>"} or '
-                          '{"images": ["<base64>", ...]}')
+                          '{"images": ["<base64>", ...]}, with nothing else (parameters go in '
+                          'the query)')
     texts = [body["image"]] if "image" in body else body["images"]
     if not isinstance(texts, list) or not texts:
         raise bad_request('"images" must be a non-empty list of base64 strings')

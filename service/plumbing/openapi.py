@@ -174,7 +174,7 @@ def _form_fields(paths: dict) -> dict:
 def _unknown_parameters(app: Flask, paths: dict) -> dict:
     """Every operation that refuses undeclared parameters says so in its 400."""
     why = ("a parameter this operation does not take (the detail names those it does), or one "
-           "given in the query and the form with different values")
+           "given in the query and the form, or twice in one, with different values")
     for rule in app.url_map.iter_rules():
         item = paths.get(path_of(rule))
         if item is None or not checks_parameters(app, rule.endpoint):

@@ -61,7 +61,7 @@ class Client:
 
     def post_files(self, path: str, files: list[bytes], field: str = "file",
                    headers: dict[str, str] | None = None,
-                   fields: dict[str, str] | None = None) -> Reply:
+                   fields: dict[str, str | list[str]] | None = None) -> Reply:
         """`files` as parts named `field`, then `fields` as text fields, as curl -F sends them."""
         boundary, body = multipart(files, field, fields)
         return self.post(path, body, f"multipart/form-data; boundary={boundary}", headers)
@@ -71,10 +71,13 @@ class Client:
 
 
 def multipart(files: list[bytes], field: str = "file",
-              fields: dict[str, str] | None = None) -> tuple[str, bytes]:
+              fields: dict[str, str | list[str]] | None = None) -> tuple[str, bytes]:
+    """A field given a list is sent once per value."""
     parts = MultiDict([(field, FileStorage(io.BytesIO(data), filename=f"{i}.img",
                                            content_type="application/octet-stream"))
-                       for i, data in enumerate(files)] + list((fields or {}).items()))
+                       for i, data in enumerate(files)]
+                      + [(name, value) for name, values in (fields or {}).items()
+                         for value in (values if isinstance(values, list) else [values])])
     return encode_multipart(parts)
 
 

@@ -75,6 +75,8 @@ BAD_UPLOADS = {   # name: (body, content type, status)
     "json image not a string": (*_json({"image": 7}), 400),
     "json list empty": (*_json({"images": []}), 400),
     "json without image": (*_json({"picture": B64}), 400),
+    "json with image and images": (*_json({"image": B64, "images": [B64]}), 400),
+    "json with a parameter beside the image": (*_json({"image": B64, "top_k": "abc"}), 400),
     "json array": (*_json([B64]), 400),
     "invalid json": (b"{not json", "application/json", 400),
     "unsupported type": (PNG, "text/plain", 415),

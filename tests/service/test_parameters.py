@@ -69,6 +69,21 @@ def test_the_same_parameter_both_ways_with_different_values_is_a_400_naming_it(a
     assert api.post_files("/predict?top_k=1", [seven], fields={"top_k": "1"}).status == 200
 
 
+@pytest.mark.parametrize("query, fields", [
+    ("top_k=1&top_k=2", {}), ("model=mnist-cnn&model=other", {}),
+    ("", {"top_k": ["1", "2"]}), ("preprocess=digit&preprocess=none", {}),
+])
+def test_a_parameter_repeated_with_different_values_is_a_400_naming_it(api, seven, query, fields):
+    """Which one was meant cannot be told (the first would win silently); the same value twice
+    says nothing else and is taken."""
+    reply = api.post_files(f"/predict?{query}", [seven], fields=fields)
+    assert reply.status == 400 and reply.mimetype == "application/problem+json"
+    name = (query or next(iter(fields))).split("=")[0]
+    assert reply.json()["detail"].startswith(f"{name} is given more than once with different "
+                                              "values")
+    assert api.post_files("/predict?top_k=2&top_k=2", [seven]).status == 200
+
+
 def _strict_operations(document: dict) -> list[tuple[str, str, list[str]]]:
     """(METHOD, URL, query parameters) of every operation whose document says it refuses
     parameters it does not take, its path filled in."""
