@@ -8,10 +8,9 @@ thread of a worker, and the other connections that worker accepted wait behind t
 as the slow ones last (tests/service/test_faults.py). Here a thread only reads what has already
 arrived: until a request's headers are complete, and its body when they declare its length and
 it is one the application accepts (CNNLENS_MAX_REQUEST_BYTES), its connection waits in the
-worker's poller, holding no thread, and it is dropped once they take longer than
-CNNLENS_CLIENT_TIMEOUT: without its headers it is dropped; a body that has not arrived whole by
-then reads as ended where it stopped, and the application answers the truncated request as the bad
-input it is (400). A chunked body, one announced with `Expect: 100-continue` (whose client waits
+worker's poller, holding no thread, for CNNLENS_CLIENT_TIMEOUT at most. A request whose headers
+are not all there by then is dropped; one whose body is not reads as ended where it stopped, and
+the application answers the truncated request as the bad input it is (400). A chunked body, one announced with `Expect: 100-continue` (whose client waits
 for an answer before it sends), and one over the limit (answered 413 at once) go to a thread with
 the headers; the application reads them there under a fresh deadline of the same length: a client
 that trickles such a body holds one thread for at most that long.
