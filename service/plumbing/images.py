@@ -132,11 +132,6 @@ def from_base64(text, where: str) -> bytes:
         raise bad_request(f"{where} is not valid base64") from None
 
 
-def decode(blob: bytes, max_pixels: int, label: str = "the image", **options) -> Decoded:
-    """One image, its header checked first. `options`: as for `_decoded`."""
-    return _decoded(_open(blob, max_pixels, label), label, **options)
-
-
 def _open(blob: bytes, max_pixels: int, label: str) -> Image.Image:
     """The image with its header read, not yet its pixels (413 when it holds over
     `max_pixels`)."""

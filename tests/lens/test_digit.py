@@ -12,8 +12,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from lens import digit
-from service.plumbing.images import decode
 from service.runtime.preprocess import model_input
+from tests.service.imagefiles import decode
 from training.train import TrainConfig, normalised
 
 SPEC = {"channels": 1, "height": 28, "width": 28, "foreground": "light"}

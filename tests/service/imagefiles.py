@@ -8,6 +8,13 @@ import zlib
 import numpy as np
 from PIL import Image, ImageDraw
 
+from service.plumbing.images import Decoded, decode_all
+
+
+def decode(blob: bytes, max_pixels: int, **options) -> Decoded:
+    """One image decoded as the service decodes an upload (`options`: as `decode_all` takes)."""
+    return decode_all([blob], max_pixels, **options)[0]
+
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
     buffer = io.BytesIO()

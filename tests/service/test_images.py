@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from lens.digit import normalise
-from service.plumbing.images import decode
 from service.runtime.preprocess import model_input
 from service.plumbing.problems import Problem
 from tests.service import imagefiles
+from tests.service.imagefiles import decode
 
 SPEC = {"channels": 1, "height": 28, "width": 28, "foreground": "light"}
 
