@@ -234,13 +234,14 @@ def _without_rules(crop: np.ndarray, shape: tuple[int, int]) -> np.ndarray | Non
     """Step 2c on a stretched crop of a picture of `shape`: a copy without its ruled lines, or
     None when it has none. A photo of a page is seldom quite level: the crop is turned first by
     the tilt of its lines."""
-    across, down = _all_rules(crop, shape)
+    strokes = crop > RULE_LEVEL
+    across, down = _all_rules(strokes, shape)
     if len(across) < MIN_RULES and len(down) < MIN_RULES:
-        tilt = _tilt(crop > RULE_LEVEL)
+        tilt = _tilt(strokes)
         if not tilt:
             return None
         crop = _array(_image(crop).rotate(tilt, Image.Resampling.BILINEAR))
-        across, down = _all_rules(crop, shape)
+        across, down = _all_rules(crop > RULE_LEVEL, shape)
         if len(across) < MIN_RULES and len(down) < MIN_RULES:
             return None
     if len(across) < MIN_RULES:
@@ -255,16 +256,16 @@ def _without_rules(crop: np.ndarray, shape: tuple[int, int]) -> np.ndarray | Non
     return out
 
 
-def _all_rules(crop: np.ndarray, shape: tuple[int, int]
+def _all_rules(strokes: np.ndarray, shape: tuple[int, int]
                ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """The bands of rows (horizontal lines) and of columns (vertical ones) of `crop`, measured
-    against the whole picture: a line crosses all of it, a digit's bar only the digit."""
-    strokes = crop > RULE_LEVEL
+    """The bands of rows (horizontal lines) and of columns (vertical ones) of a crop's line pixels
+    (`strokes`), measured against the whole picture: a line crosses all of it, a digit's bar
+    only the digit."""
     height, width = shape
     across = (_rules(strokes.sum(axis=1) / width, height)
-              if crop.shape[1] >= RULE_FILL * width else [])
+              if strokes.shape[1] >= RULE_FILL * width else [])
     down = (_rules(strokes.sum(axis=0) / height, width)
-            if crop.shape[0] >= RULE_FILL * height else [])
+            if strokes.shape[0] >= RULE_FILL * height else [])
     return across, down
 
 

@@ -114,10 +114,9 @@ def measure(session, spec: dict) -> tuple[dict, dict]:
     accuracy, scores = {}, {}
     for name in DIGIT_SETS:
         accuracy[f"{name}_accuracy"], scores[name] = accuracy_on(name, VARIANTS)
-    for name in DIGIT_SETS:
-        accuracy[f"{name}_noisy_accuracy"], _ = accuracy_on(name, NOISY_VARIANTS)
-    for name in DIGIT_SETS:
-        accuracy[f"{name}_ruled_accuracy"], _ = accuracy_on(name, RULED_VARIANTS)
+    for kind, variants in (("noisy", NOISY_VARIANTS), ("ruled", RULED_VARIANTS)):
+        for name in DIGIT_SETS:
+            accuracy[f"{name}_{kind}_accuracy"], _ = accuracy_on(name, variants)
     images, kinds = load("nondigits", spec)
     _, scores["nondigits"] = run(images)
     scores = {name: values.astype(np.float64) for name, values in scores.items()}   # as served
