@@ -99,9 +99,8 @@ class Settings:
     threads: int = 4
     # Longer than the largest dream time budget's default, with room for decoding and encoding.
     timeout: int = 60
-    # Seconds a client has to send a request's headers and a body of declared length (meanwhile
-    # it holds no thread), or a chunked body (meanwhile it holds one); a slower one is
-    # disconnected, or its body cut short (service/runtime/worker.py).
+    # Seconds a client has to send a request's headers and its body (meanwhile it holds no
+    # thread); a slower one is disconnected, or its body cut short (service/runtime/worker.py).
     # 30 s lets the largest body (CNNLENS_MAX_REQUEST_BYTES) arrive at 3 Mbit/s.
     client_timeout: int = 30
 

@@ -6,14 +6,15 @@ bytes and then reads the request headers with blocking reads and no deadline: a 
 that connect and send nothing, or send their headers a byte a second (slowloris), hold every
 thread of a worker, and the other connections that worker accepted wait behind them for as long
 as the slow ones last (tests/service/test_faults.py). Here a thread only reads what has already
-arrived: until a request's headers are complete, and its body when they declare its length and
-it is one the application accepts (CNNLENS_MAX_REQUEST_BYTES), its connection waits in the
-worker's poller, holding no thread, for CNNLENS_CLIENT_TIMEOUT at most. A request whose headers
-are not all there by then is dropped; one whose body is not reads as ended where it stopped, and
-the application answers the truncated request as the bad input it is (400). A chunked body, one announced with `Expect: 100-continue` (whose client waits
-for an answer before it sends), and one over the limit (answered 413 at once) go to a thread with
-the headers; the application reads them there under a fresh deadline of the same length: a client
-that trickles such a body holds one thread for at most that long.
+arrived: until a request's headers are complete, and its body when they declare its length or
+send it chunked and it is one the application accepts (CNNLENS_MAX_REQUEST_BYTES, a chunked
+body's framing included), its connection waits in the worker's poller, holding no thread, for
+CNNLENS_CLIENT_TIMEOUT at most. A request whose headers are not all there by then is dropped; one
+whose body is not reads as ended where it stopped, and the application answers the truncated
+request as the bad input it is (400). A body announced with `Expect: 100-continue` (whose client
+waits for an answer before it sends), one over the limit (answered 413 at once) and malformed
+chunks go to a thread with the headers; the application reads them there under a fresh deadline
+of the same length: a client that trickles such a body holds one thread for at most that long.
 
 Connections are spread over the workers: every worker publishes how many live connections it holds
 in a table the workers share, each time it looks at them, and a worker that holds as many as it has
@@ -209,7 +210,7 @@ class ThreadWorker(gthread.ThreadWorker):
         if late:
             if not head.ended and time.monotonic() < head.deadline:
                 return gthread._DEFER                   # back to the poller until more arrives
-            if head.size is None:
+            if head.body_start is None:
                 conn.cnnlens_head = None
                 return False                            # headers too slow: dropped
         conn.cnnlens_head = None
@@ -294,14 +295,17 @@ _PEERS = _PeerTable()
 
 class _Head:
     """The bytes of one request received so far: up to the end of its headers, and on to the end
-    of its body when they declare a length up to `max_body` (see the module's docstring)."""
+    of its body when they declare a length up to `max_body` or send it chunked (see the module's
+    docstring)."""
 
     def __init__(self, deadline: float, max_body: int):
         self.deadline = deadline
         self.max_body = max_body
         self.data = bytearray()
-        self.size = None    # of the headers and the body waited for, once the headers are in
-        self.ended = False  # the client sent the headers, then shut its side of the connection
+        self.body_start = None   # offset of the body, once the headers are in
+        self.size = None         # of the headers and the body waited for, once known
+        self.chunks = None       # a chunked body's chunks, read as they arrive until its end
+        self.ended = False       # the client sent the headers, then shut its side of the connection
 
     def receive(self, sock: socket.socket) -> bool:
         """Read what has arrived without waiting; False if the client closed the connection
@@ -312,7 +316,7 @@ class _Head:
                 chunk = socket.socket.recv(sock, _CHUNK)   # not _DeadlineSocket's: no waiting
                 if not chunk:
                     self.ended = True
-                    return self.size is not None
+                    return self.body_start is not None
                 self.data += chunk
         except BlockingIOError:
             pass
@@ -321,24 +325,73 @@ class _Head:
         return True
 
     def complete(self) -> bool:
-        if self.size is None:
+        if self.body_start is None:
             end = self.data.find(_END_OF_HEADERS)
             if end < 0:
                 return len(self.data) > _MAX_HEAD
-            self.size = end + len(_END_OF_HEADERS) + self._body_to_wait_for(self.data[:end])
+            self.body_start = end + len(_END_OF_HEADERS)
+            length = self._body_to_wait_for(self.data[:end])
+            if length is None:
+                self.chunks = _Chunks(self.body_start, self.max_body)
+            else:
+                self.size = self.body_start + length
+        if self.size is None:
+            self.size = self.chunks.end(self.data)
+            if self.size is None:
+                return False
         return len(self.data) >= self.size
 
-    def _body_to_wait_for(self, headers: bytearray) -> int:
-        """The declared body length, or 0 where the body is left to the thread (or malformed
-        headers to gunicorn's parser)."""
+    def _body_to_wait_for(self, headers: bytearray) -> int | None:
+        """The declared body length; None for a chunked body, whose end is found as it arrives;
+        0 where the body is left to the thread (or malformed headers to gunicorn's parser)."""
+        fields = [(name.lower(), value.strip().lower())
+                  for name, value in _BODY_FIELD.findall(headers)]
+        if fields == [(b"transfer-encoding", b"chunked")]:
+            return None
         length = 0
-        for name, value in _BODY_FIELD.findall(headers):
-            if name.lower() != b"content-length":
-                return 0   # chunked, or a client waiting for 100 Continue
-            if not value.strip().isdigit():
+        for name, value in fields:
+            if name != b"content-length":
+                return 0   # another transfer coding, or a client waiting for 100 Continue
+            if not value.isdigit():
                 return 0
             length = int(value)
         return length if length <= self.max_body else 0
+
+
+class _Chunks:
+    """Where a chunked body ends, found as its bytes arrive: each chunk's size line is read once,
+    and its data skipped. A body whose bytes, framing included, pass `max_body` or whose framing
+    is malformed is waited for no longer: the thread reads it, and the application answers it
+    (413) or gunicorn's parser does (400)."""
+
+    def __init__(self, start: int, max_body: int):
+        self.limit = start + max_body
+        self.at = start          # where the next size line (or trailer line) begins
+        self.trailers = False    # past the last chunk (of size 0): trailer fields, then a blank line
+
+    def end(self, data: bytearray) -> int | None:
+        """The offset just past the body, or None while more is to come."""
+        while True:
+            if len(data) > self.limit:
+                return len(data)
+            line_end = data.find(b"\r\n", self.at)
+            if line_end < 0:
+                return None
+            line = bytes(data[self.at:line_end])
+            self.at = line_end + 2
+            if self.trailers:
+                if not line:
+                    return self.at
+                continue
+            size = line.split(b";", 1)[0].strip()
+            if not size or size.strip(b"0123456789abcdefABCDEF"):
+                return len(data)
+            if int(size, 16) == 0:
+                self.trailers = True
+            else:
+                self.at += int(size, 16) + 2   # the data and the CRLF after it
+                if self.at > self.limit:
+                    return len(data)
 
 
 class _Connections:

@@ -4,7 +4,9 @@ cannot load them."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,8 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 
+from service.runtime import worker
 from tests.service.conftest import access_lines, gunicorn_env, serving, wait_for
 from tests.service.http import Client
 from tests.service.reference import MODEL_DIR
@@ -115,13 +119,19 @@ def test_slow_headers_and_silent_connections_do_not_starve_the_workers(tmp_path)
                 sock.close()
 
 
-def test_stalled_bodies_do_not_starve_the_workers(tmp_path):
+STALLED = {   # headers, and the first bytes of the body they announce
+    "declared": b"Content-Length: %d\r\n\r\n" % len(PNG) + PNG[:10],
+    "chunked": b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(PNG) + PNG[:10],
+}
+
+
+@pytest.mark.parametrize("framing", STALLED)
+def test_stalled_bodies_do_not_starve_the_workers(tmp_path, framing):
     """Three times as many connections as the server has threads send their headers and the
-    first bytes of a declared body, then stall: they wait in the poller, holding no thread, and
-    /predict is answered meanwhile (with a socket timeout well under CNNLENS_CLIENT_TIMEOUT, 30 s,
-    which is how long each would otherwise hold a thread)."""
-    request = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-               b"Content-Length: %d\r\n\r\n" % len(PNG)) + PNG[:10]
+    first bytes of a body, declared or chunked, then stall: they wait in the poller, holding no
+    thread, and /predict is answered meanwhile (with a socket timeout well under
+    CNNLENS_CLIENT_TIMEOUT, 30 s, which is how long each would otherwise hold a thread)."""
+    request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n" + STALLED[framing]
     with serving(gunicorn_env(), tmp_path / "gunicorn.log") as (_, base):
         address = (urlsplit(base).hostname, urlsplit(base).port)
         stalled = [socket.create_connection(address) for _ in range(SLOW)]
@@ -137,12 +147,14 @@ def test_stalled_bodies_do_not_starve_the_workers(tmp_path):
                 sock.close()
 
 
-def test_a_body_slower_than_the_client_timeout_is_answered_400(tmp_path):
-    """A body trickled a byte every half second waits in the poller for CNNLENS_CLIENT_TIMEOUT at
-    most: then the application gets the body cut short and answers it as the bad input it is
-    (400: it ended before its Content-Length), and other requests are served."""
-    request = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-               b"Content-Length: %d\r\n\r\n" % len(PNG))
+@pytest.mark.parametrize("framing", STALLED)
+def test_a_body_slower_than_the_client_timeout_is_answered_400(tmp_path, framing):
+    """A body, declared or chunked, trickled a byte every half second waits in the poller for
+    CNNLENS_CLIENT_TIMEOUT at most: then the application gets the body cut short and answers it
+    as the bad input it is (400: it ended before its Content-Length, or mid-chunk), and other
+    requests are served."""
+    head = STALLED[framing][:-10]   # up to the body's first bytes
+    request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n" + head
     with serving(gunicorn_env(CNNLENS_CLIENT_TIMEOUT="2"), tmp_path / "gunicorn.log") as (_, base):
         slow = _Slowloris(base, SLOW, request + PNG, interval=0.01)
         try:
@@ -162,6 +174,71 @@ def test_headers_slower_than_the_client_timeout_are_dropped(tmp_path):
             assert slow.replies() == [b"", b""]   # closed without an answer after 2 s
         finally:
             slow.close()
+
+
+def _chunked(body: bytes, sizes: list[int], trailers: bytes = b"") -> bytes:
+    """`body` in chunks of `sizes` (the rest in a last one), with an extension on every other size
+    line, in the chunked transfer coding (RFC 9112, 7.1)."""
+    out, at = b"", 0
+    for i, size in enumerate([*sizes, len(body) - sum(sizes)]):
+        extension = b";n=%d" % i if i % 2 else b""
+        out += b"%X%s\r\n%s\r\n" % (size, extension, body[at:at + size])
+        at += size
+    return out + b"0\r\n" + trailers + b"\r\n"
+
+
+def test_a_chunked_body_ends_where_its_last_chunk_and_trailers_do():
+    """The worker's scan finds the end of a chunked body as its bytes arrive, byte by byte, and
+    not a byte sooner, with or without trailer fields, and with a next request behind it."""
+    rng = np.random.default_rng(0)
+    for trailers in (b"", b"X-Checksum: 1\r\nX-Other: 2\r\n"):
+        sizes = [int(n) for n in rng.integers(1, len(PNG) // 5, 5)]
+        message = _chunked(PNG, sizes, trailers)
+        data, chunks = bytearray(b"HEAD"), worker._Chunks(4, 10**6)
+        for byte in message:
+            assert chunks.end(data) is None
+            data.append(byte)
+        assert chunks.end(data + b"GET / HTTP/1.1\r\n") == 4 + len(message)
+
+
+@pytest.mark.parametrize("body", [b"zz\r\n", b"-1\r\nabc", b"0x10\r\n", b"\r\n",
+                                  b"400\r\n" + b"a" * 1024 + b"\r\n"])
+def test_a_chunked_body_malformed_or_over_the_limit_is_left_to_the_thread(body):
+    """Handed over at once, to be refused there (400 by gunicorn's parser, 413 by the app)."""
+    data = bytearray(body)
+    assert worker._Chunks(0, 1000).end(data) == len(data)
+
+
+def test_a_chunked_body_sent_in_pieces_and_a_request_behind_it_are_both_answered(tmp_path):
+    """Two requests with chunked bodies (extensions, trailers) on one connection, the second
+    right behind the first, sent in pieces with pauses between them: each is answered as a whole
+    body is."""
+    request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n" \
+              b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(PNG, [7, 100], b"X-Checksum: 1\r\n")
+    both = request * 2
+    with serving(gunicorn_env(), tmp_path / "gunicorn.log") as (_, base):
+        with socket.create_connection((urlsplit(base).hostname, urlsplit(base).port),
+                                      timeout=10) as sock:
+            for cut in range(0, len(both), 150):
+                sock.sendall(both[cut:cut + 150])
+                time.sleep(0.2)
+            replies = [_answer(sock) for _ in range(2)]
+    assert [status for status, _ in replies] == [200, 200]
+    assert replies[0][1] == replies[1][1]
+    assert replies[0][1]["results"][0]["top_k"][0]["label"] == "7"
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict]:
+    """The status and JSON body of the next answer on `sock`, read up to its Content-Length and
+    no further (the next answer may follow it at once)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(1)
+    length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", data)[1])
+    body = b""
+    while len(body) < length:
+        body += sock.recv(length - len(body))
+    return int(data.split()[1]), json.loads(body)
 
 
 def _children(master: int) -> set[int]:
