@@ -5,7 +5,7 @@
 import {ApiError, getJSON, postImage, useModel} from "./api.js";
 import {Pad} from "./canvas.js";
 import {Dream} from "./dream.js";
-import {Atlas, Inspector, Layers, Probabilities} from "./panels.js";
+import {Atlas, Inspector, Layers, NO_INPUT, Probabilities} from "./panels.js";
 
 const byId = (id) => document.getElementById(id);
 const alertBox = byId("alert");
@@ -33,8 +33,10 @@ let inFlight = null;        // the AbortController of the running /predict
 let view = null;            // the panels of the current model
 let lifetime = null;        // aborting it removes the listeners of the previous model's panels
 
+// Every panel shows the current input's answer, or nothing: never an earlier input's. True once
+// the answer is shown.
 async function predict() {
-  if (!input || !view) return;
+  if (!input || !view) return false;
   inFlight?.abort();
   const controller = new AbortController();
   inFlight = controller;
@@ -44,11 +46,22 @@ async function predict() {
     const result = answer.results[0];
     view.probabilities.show(result);
     view.layers.show(result, input);
+    const open = view.inspector.current;
+    if (open) view.inspector.update(view.layers.degree(open.layer.name, open.k), input);
+    return true;
   } catch (error) {
+    if (error?.name !== "AbortError") showNothing();
     showError(error);
+    return false;
   } finally {
     if (inFlight === controller) inFlight = null;
   }
+}
+
+function showNothing() {
+  view?.probabilities.reset();
+  view?.layers.reset();
+  view?.inspector.update("", null);
 }
 
 const pad = new Pad(byId("pad"), () => {
@@ -65,9 +78,15 @@ async function upload(file) {
     reader.onerror = () => reject(reader.error);
     reader.readAsDataURL(file);
   });
-  await predict();
+  if (!await predict()) {   // refused (not an image, too large...): nothing to draw over
+    input = null;
+    byId("upload").value = "";
+    pad.clear();
+    return;
+  }
   try {
     pad.show(await createImageBitmap(file));   // a preview to draw over; not every file decodes
+    byId("ink").value = pad.ink;
   } catch {
     pad.clear();
   }
@@ -98,13 +117,14 @@ async function load() {
     explain, layers: layers.layers, listings, labels: model.labels, onError: showError, signal});
   const openFilter = (layer, k) => inspector.show(layer, k, view.layers.degree(layer.name, k), input);
   view = {
+    inspector,
     predictParams: {top_k: model.labels.length, activations: true, feature_maps: spatial.join(",")},
     probabilities: new Probabilities(byId("probabilities"), byId("top-prediction"), model.labels),
     layers: new Layers(byId("layers"), layers.layers, listings, {onFilter: openFilter, featureMaps, onError: showError}),
     atlas: new Atlas(byId("atlas-layer"), byId("atlas"), byId("atlas-link"), layers.layers, listings, openFilter, signal),
   };
   new Dream(layers.layers, model.labels, {
-    listings, input: () => input, onError: showError, signal,
+    listings, input: () => input, onError: showError, onStart: clearError, signal,
     limits: {steps: paramMaximum(api, "/dream", "steps"), octaves: paramMaximum(api, "/dream", "octaves")},
   });
   view.atlas.open(byId("atlas-layer").value);
@@ -128,11 +148,11 @@ async function start() {
     pad.clear();
     input = null;
     byId("upload").value = "";
-    view?.probabilities.reset();
+    showNothing();
     clearError();
   });
   byId("predict").addEventListener("click", () => {
-    if (!input) showError(new Error("Draw a digit or upload an image first."));
+    if (!input) showError(new Error(NO_INPUT));
     else predict();
   });
   byId("ink").addEventListener("change", (event) => {

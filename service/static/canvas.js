@@ -43,13 +43,23 @@ export class Pad {
     context.restore();
   }
 
-  // An uploaded picture, shown fitted on the paper so that drawing can go on over it.
+  // An uploaded picture, fitted, so that drawing can go on over it. The bands beside a picture of
+  // another shape take the colour of its edges, not the pad's paper (black bands beside a white
+  // page would be strokes to the service), and the ink becomes the one that shows on it.
   show(bitmap) {
-    this.clear();
-    const {width, height} = this.canvas;
-    const scale = Math.min(width / bitmap.width, height / bitmap.height);
-    const w = bitmap.width * scale, h = bitmap.height * scale;
-    this.context.drawImage(bitmap, (width - w) / 2, (height - h) / 2, w, h);
+    const {context, canvas} = this;
+    const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
+    const w = Math.max(1, Math.round(bitmap.width * scale));
+    const h = Math.max(1, Math.round(bitmap.height * scale));
+    const x = Math.floor((canvas.width - w) / 2), y = Math.floor((canvas.height - h) / 2);
+    context.drawImage(bitmap, x, y, w, h);
+    const [r, g, b] = edgeColour(context.getImageData(x, y, w, h));
+    context.fillStyle = `rgb(${r} ${g} ${b})`;
+    for (const [bx, by, bw, bh] of [[0, 0, canvas.width, y], [0, y + h, canvas.width, canvas.height - y - h],
+                                    [0, y, x, h], [x + w, y, canvas.width - x - w, h]]) {
+      if (bw > 0 && bh > 0) context.fillRect(bx, by, bw, bh);
+    }
+    this.ink = 0.299 * r + 0.587 * g + 0.114 * b > 127 ? "black" : "white";
     this.blank = false;
   }
 
@@ -112,4 +122,17 @@ export class Pad {
     context.stroke();
     this.blank = false;
   }
+}
+
+// The median of each channel over a picture's outermost pixels: its paper, even where a stroke
+// runs off an edge.
+function edgeColour({data, width, height}) {
+  const offset = (x, y) => 4 * (y * width + x);
+  const edge = [];
+  for (let x = 0; x < width; x++) edge.push(offset(x, 0), offset(x, height - 1));
+  for (let y = 1; y < height - 1; y++) edge.push(offset(0, y), offset(width - 1, y));
+  return [0, 1, 2].map((c) => {
+    const values = edge.map((at) => data[at + c]).sort((a, b) => a - b);
+    return values[values.length >> 1];
+  });
 }

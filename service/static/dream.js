@@ -18,12 +18,13 @@ function pngBlob(base64) {
 
 export class Dream {
   // `listings`: layer name -> GET /filters/{layer}, whose entries say which units are dead.
-  constructor(layers, labels, {listings, input, onError, limits, signal}) {
+  constructor(layers, labels, {listings, input, onError, onStart, limits, signal}) {
     this.layers = layers;
     this.labels = labels;
     this.listings = listings;
     this.input = input;          // () => the current data URL, or null
     this.onError = onError;
+    this.onStart = onStart;      // a new dream: an earlier error no longer applies
     this.blobURL = null;
     this.kind = byId("dream-kind");
     this.layer = byId("dream-layer");
@@ -100,6 +101,7 @@ export class Dream {
       start: fromImage ? "image" : "noise",
       preprocess: fromImage && !convOnly ? "digit" : undefined,
     };
+    this.onStart();
     this.button.disabled = true;
     this.cancel.hidden = false;
     this.progress.hidden = false;

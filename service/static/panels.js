@@ -19,6 +19,9 @@ function percent(p) {
   return `${(100 * p).toFixed(1)}%`;
 }
 
+// What a button that works on the current input says when there is none.
+export const NO_INPUT = "Draw a digit or upload an image first.";
+
 // The ten classes as a bar chart, in label order so that bars do not jump around while drawing;
 // when the service says the input does not look like a digit (digit_like false), the page says so
 // first and greys the bars, instead of announcing a confident wrong digit.
@@ -79,8 +82,6 @@ export class Layers {
         const dead = deadMark(listings.get(layer.name)?.filters[k]);
         const fill = element("span", {className: "fill"});
         const button = element("button", {type: "button", className: dead ? "fbar dead" : "fbar"}, [fill]);
-        button.setAttribute("aria-label", `${layer.name} filter ${k}${dead}`);
-        button.title = `${layer.name} filter ${k}${dead}`;
         button.addEventListener("click", () => onFilter(layer, k));
         bars.append(button);
         buttons.push({button, fill, dead});
@@ -90,27 +91,36 @@ export class Layers {
                                     (layer.kind === "conv" ? "filters" : "units")}),
         bars]);
       const spatial = layer.shape.length === 3;
-      let maps = null;
+      let maps = null, ranking = null;
       if (spatial) {
         maps = element("img", {className: "maps", alt: `${layer.name} feature maps`, hidden: true});
         block.append(element("figure", {}, [maps,
           element("figcaption", {textContent: "feature maps (one scale: the brightest map fires most)"})]));
-        if (featureMaps) block.append(this.labelledButton(layer, maps, onError));
+        if (featureMaps) {
+          ranking = element("p", {className: "ranking"});
+          block.append(this.labelledButton(layer, maps, ranking, onError));
+        }
       }
       container.append(block);
-      this.blocks.set(layer.name, {layer, buttons, maps});
+      this.blocks.set(layer.name, {layer, buttons, maps, ranking});
     }
+    this.reset();
   }
 
   // Only when the service has POST /feature-maps: a labelled grid and the filters ranked.
-  labelledButton(layer, maps, onError) {
-    const ranking = element("p", {className: "ranking"});
+  labelledButton(layer, maps, ranking, onError) {
     const button = element("button", {type: "button", textContent: "Labelled maps and ranking"});
     button.addEventListener("click", async () => {
-      if (!this.input) return;
+      if (!this.input) {
+        onError(new Error(NO_INPUT));
+        return;
+      }
+      const input = this.input;
       try {
-        const answer = await postImage("/feature-maps", {layer: layer.name}, this.input);
+        const answer = await postImage("/feature-maps", {layer: layer.name}, input);
+        if (input !== this.input) return;   // the input changed meanwhile: this grid is not its
         maps.src = png(answer.grid);
+        maps.classList.add("labelled");
         maps.hidden = false;
         ranking.textContent = "Strongest: " + answer.ranking.slice(0, 5)
           .map((entry) => `${entry.index} (${entry.mean.toFixed(2)})`).join(", ");
@@ -121,31 +131,57 @@ export class Layers {
     return element("div", {className: "controls"}, [button, ranking]);
   }
 
+  // Everything shown is about `input`: the bars, the plain feature maps (a labelled grid and a
+  // ranking of an earlier input are taken down).
   show(result, input) {
     this.input = input;
-    for (const [name, {buttons, maps}] of this.blocks) {
+    for (const [name, {buttons, maps, ranking}] of this.blocks) {
       const degrees = result.activations?.[name];
       if (degrees) {
         const peak = Math.max(...degrees.mean.map(Math.abs), 1e-9);
         degrees.mean.forEach((mean, k) => {
-          const {button, fill, dead} = buttons[k];
+          const {fill} = buttons[k];
           fill.style.height = `${Math.max(0, (100 * mean) / peak).toFixed(1)}%`;
-          const text = `${name} filter ${k}: activation ${mean.toFixed(3)}, max ${degrees.max[k].toFixed(3)}${dead}`;
-          button.setAttribute("aria-label", text);
-          button.title = text;
+          this.label(name, k, `activation ${mean.toFixed(3)}, max ${degrees.max[k].toFixed(3)}`);
         });
       }
       const grid = result.feature_maps?.[name];
       if (maps && grid) {
         maps.src = png(grid);
+        maps.classList.remove("labelled");
         maps.hidden = false;
       }
+      if (ranking) ranking.textContent = "";
     }
   }
 
-  // The bar's "activation …, max …" for the current input; undefined before any prediction.
+  // No input: empty bars, no maps, no ranking.
+  reset() {
+    this.input = null;
+    for (const [name, {buttons, maps, ranking}] of this.blocks) {
+      buttons.forEach(({fill}, k) => {
+        fill.style.height = "0";
+        this.label(name, k);
+      });
+      if (maps) {
+        maps.hidden = true;
+        maps.removeAttribute("src");
+      }
+      if (ranking) ranking.textContent = "";
+    }
+  }
+
+  label(name, k, degree) {
+    const {button, dead} = this.blocks.get(name).buttons[k];
+    const text = `${name} filter ${k}${degree ? `: ${degree}` : ""}${dead}`;
+    button.setAttribute("aria-label", text);
+    button.title = text;
+    button.dataset.degree = degree ?? "";
+  }
+
+  // The bar's "activation …, max …" for the current input; "" without one.
   degree(name, k) {
-    return this.blocks.get(name)?.buttons[k]?.button.title.split(": ")[1];
+    return this.blocks.get(name)?.buttons[k]?.button.dataset.degree ?? "";
   }
 }
 
@@ -177,41 +213,58 @@ export class Inspector {
   show(layer, k, degree, input) {
     const current = {layer, k};
     this.current = current;
-    this.input = input;
     this.root.hidden = false;
     const name = unitName(layer, k, this.labels);
     this.heading.textContent = name;
     this.image.src = url(`/filters/${layer.name}/${k}`, {scale: FILTER_SCALE});
     this.image.alt = `The image that maximises ${name}`;
-    const entry = this.listings.get(layer.name)?.filters[k];
-    this.caption.textContent = `${name}: ` + (entry?.dead
-      ? "its optimised picture, which does not make it fire either"
-      : "what it responds to most") + (degree ? ` — now ${degree}` : "");
     this.heading.focus({preventScroll: true});
     this.root.scrollIntoView({block: "nearest"});
+    this.update(degree, input);
+    this.details.show(layer, this.listings.get(layer.name)?.filters[k], () => this.current !== current)
+      .catch(this.onError);
+  }
+
+  // The open page follows the current input: its degree of activation now, and the explanation
+  // of this input (none without one).
+  update(degree, input) {
+    if (!this.current) return;
+    const {layer, k} = this.current;
+    this.input = input;
+    const entry = this.listings.get(layer.name)?.filters[k];
+    this.caption.textContent = `${unitName(layer, k, this.labels)}: ` + (entry?.dead
+      ? "its optimised picture, which does not make it fire either"
+      : "what it responds to most") + (degree ? ` — now ${degree}` : "");
     this.explainFigure.hidden = true;
     if (this.explainAvailable && input) this.explain();
-    this.details.show(layer, entry, () => this.current !== current)
-      .catch(this.onError);
   }
 
   // Grad-CAM needs a conv layer: the clicked one, or else the last conv layer. A click on an
   // output unit explains that class; otherwise the predicted class.
   async explain() {
-    if (!this.current || !this.input) return;
+    if (!this.current) return;
+    if (!this.input) {
+      this.onError(new Error(NO_INPUT));
+      return;
+    }
     const {layer, k} = this.current;
+    const input = this.input;
     const convs = this.layers.filter((entry) => entry.kind === "conv");
     const method = this.method.value;
     const params = {method};
     if (method === "gradcam") params.layer = layer.kind === "conv" ? layer.name : convs.at(-1)?.name;
     if (layer.kind === "output") params.target = k;
     try {
-      const answer = await postImage("/explain", params, this.input);
+      const answer = await postImage("/explain", params, input);
+      if (input !== this.input || this.current.layer !== layer || this.current.k !== k) return;
+      const {label, probability} = answer.target;
       this.explainImage.src = png(answer.overlay);
-      this.explainImage.alt = `${method} for class ${answer.target.label}`;
-      this.explainCaption.textContent = `${this.method.selectedOptions[0].textContent}` +
-        `${params.layer ? ` on ${params.layer}` : ""}, class ${answer.target.label} ` +
-        `(${percent(answer.target.probability)})`;
+      this.explainImage.alt = `${method} for class ${label}`;
+      // Saying whose evidence it is: on a hidden unit's page it is still the class's.
+      this.explainCaption.textContent = (layer.kind === "output"
+        ? `Where this input shows class ${label} (${percent(probability)})`
+        : `Why the network says ${label} (${percent(probability)})`) +
+        `: ${this.method.selectedOptions[0].textContent}${params.layer ? ` on ${params.layer}` : ""}`;
       this.explainFigure.hidden = false;
     } catch (error) {
       this.onError(error);

@@ -10,7 +10,7 @@ import re
 import pytest
 from PIL import Image
 
-from tests.browser.conftest import ARTIFACTS, open_page
+from tests.browser.conftest import ARTIFACTS, ROOT, open_page
 
 PREDICTION = "#top-prediction"
 
@@ -366,7 +366,7 @@ def test_explanations_only_where_the_service_has_them(page, app):
         pytest.skip("POST /explain is not in this app yet: the page hides its controls "
                     "(checked); the Grad-CAM panel is not exercised")
     image_loaded(page, "#explain-image")      # opening a filter explains the current input
-    assert "class 7" in page.inner_text("#explain-caption")
+    assert "says 7" in page.inner_text("#explain-caption")
 
 
 def test_labelled_feature_maps_only_where_the_service_has_them(page, app):
@@ -381,3 +381,123 @@ def test_labelled_feature_maps_only_where_the_service_has_them(page, app):
     button.first.click()
     page.wait_for_function("() => document.querySelector('.ranking').textContent.startsWith('Strongest')")
     image_loaded(page, ".layer .maps")
+
+
+# Every panel shows the current input's answer, or nothing: never an earlier input's.
+
+NO_INPUT = "Draw a digit or upload an image first."
+
+
+def _bar_heights(page) -> list[str]:
+    return page.eval_on_selector_all(".fbar .fill", "(fills) => fills.map((f) => f.style.height)")
+
+
+def _served_degree(page, server, layer: str, k: int) -> float:
+    """The unit's degree of activation that the service gives for what the pad shows now."""
+    drawing = page.evaluate("() => document.getElementById('pad').toDataURL('image/png')")
+    body = json.dumps({"image": drawing}).encode()
+    answer = server.post("/predict?activations=true", body, "application/json").json()
+    return answer["results"][0]["activations"][layer]["mean"][k]
+
+
+def test_an_open_unit_page_and_the_maps_follow_a_new_drawing_and_clear(page, server):
+    """The unit page's "now" and its explanation, the bars, the feature maps and the ranking are
+    of the drawing there is: a 7, then nothing (Clear), then a 1."""
+    draw(page, *SEVEN)
+    expect_prediction(page, "7")
+    page.get_by_role("button", name="conv2 filter 0:").click()
+    image_loaded(page, "#explain-image")
+    assert "says 7" in page.inner_text("#explain-caption")
+    seven = _served_degree(page, server, "conv2", 0)
+    assert f"now activation {seven:.3f}" in page.inner_text("#filter-caption")
+    page.get_by_role("button", name="Labelled maps and ranking").first.click()
+    page.wait_for_function("() => document.querySelector('.ranking').textContent.startsWith('Strongest')")
+
+    page.click("#clear")
+    assert page.inner_text(PREDICTION) == "Draw a digit to start."
+    assert set(_bar_heights(page)) == {"0px"}
+    assert page.locator(".layer .maps:visible").count() == 0
+    assert page.locator(".ranking").all_inner_texts() == [""] * page.locator(".ranking").count()
+    assert page.inner_text("#filter-caption") == "conv2 filter 0: what it responds to most"
+    assert page.locator("#explain-figure").is_hidden()
+
+    draw(page, *ONE)
+    expect_prediction(page, "1")
+    one = _served_degree(page, server, "conv2", 0)
+    assert f"{one:.3f}" != f"{seven:.3f}"
+    page.wait_for_function("() => document.getElementById('explain-caption').textContent"
+                           ".includes('says 1')", timeout=10_000)
+    assert f"now activation {one:.3f}" in page.inner_text("#filter-caption")
+    assert page.locator(".ranking").first.inner_text() == ""
+
+
+def test_buttons_that_need_an_input_say_so_without_one(page):
+    page.select_option("#atlas-layer", "conv1")
+    page.locator("#atlas").get_by_role("button", name="conv1 filter 5", exact=True).click()
+    image_loaded(page, "#filter-image")
+    alert = page.locator("[role=alert]")
+    for button in (page.locator("#explain"),
+                   page.get_by_role("button", name="Labelled maps and ranking").first):
+        page.evaluate("() => { const a = document.getElementById('alert'); a.hidden = true; }")
+        button.click()
+        alert.wait_for(state="visible")
+        assert alert.inner_text() == NO_INPUT
+
+
+def test_an_error_goes_once_a_dream_starts(page):
+    page.click("#predict")   # nothing drawn
+    alert = page.locator("[role=alert]")
+    alert.wait_for(state="visible")
+    page.select_option("#dream-start", "noise")
+    page.fill("#dream-steps", "4")
+    page.click("#dream")
+    dream_done(page)
+    assert alert.is_hidden()
+
+
+def test_a_refused_upload_takes_down_the_last_answer_and_is_no_input(page, console, tmp_path):
+    console.allow(r"Failed to load resource: the server responded with a status of 422")
+    draw(page, *SEVEN)
+    expect_prediction(page, "7")
+    fake = tmp_path / "notes.png"
+    fake.write_text("this is not a picture\n")
+    page.set_input_files("#upload", str(fake))
+    alert = page.locator("[role=alert]")
+    alert.wait_for(state="visible")
+    assert "is not a PNG, JPEG" in alert.inner_text()
+    assert page.inner_text(PREDICTION) == "Draw a digit to start."
+    assert set(_bar_heights(page)) == {"0px"}
+    page.click("#predict")
+    page.wait_for_function("(text) => document.getElementById('alert').textContent === text",
+                           arg=NO_INPUT)
+
+
+def test_drawing_over_an_uploaded_dark_on_light_picture(page, server, tmp_path):
+    """A black 7 on a white page, wider than tall: the pad fills the bands beside it with the
+    page's white (black bands would be strokes to the service) and the ink turns black, so what
+    the pad sends once drawing goes on over it still reads as the 7."""
+    seven = Image.open(ROOT / "examples" / "drawn-7.jpg").convert("L")
+    path = tmp_path / "wide-7.png"
+    wide = Image.new("L", (seven.width * 2, seven.height), 255)
+    wide.paste(seven, (seven.width // 2, 0))
+    wide.save(path)
+    page.set_input_files("#upload", str(path))
+    expect_prediction(page, "7")
+    page.wait_for_function("() => document.getElementById('ink').value === 'black'")   # shown
+    drawing = page.evaluate("() => document.getElementById('pad').toDataURL('image/png')")
+    pad = Image.open(io.BytesIO(base64.b64decode(drawing.split(",", 1)[1]))).convert("L")
+    assert min(pad.getpixel(corner) for corner in ((0, 0), (279, 0), (0, 279), (279, 279))) > 200
+    answer = server.post("/predict", json.dumps({"image": drawing}).encode(),
+                         "application/json").json()["results"][0]
+    assert answer["top_k"][0]["label"] == "7" and answer["digit_like"], answer
+
+
+def test_a_labelled_grid_is_shown_at_its_own_size(page):
+    """Its filter numbers stay legible: no pixel column of the grid is dropped."""
+    draw(page, *SEVEN)
+    expect_prediction(page, "7")
+    page.get_by_role("button", name="Labelled maps and ranking").nth(1).click()   # conv2
+    page.wait_for_function("() => document.querySelectorAll('.maps.labelled').length === 1")
+    image_loaded(page, ".maps.labelled")
+    natural, shown = page.eval_on_selector(".maps.labelled", "(i) => [i.naturalWidth, i.clientWidth]")
+    assert natural == shown, (natural, shown)
