@@ -142,7 +142,9 @@ export class Layers {
         degrees.mean.forEach((mean, k) => {
           const {fill} = buttons[k];
           fill.style.height = `${Math.max(0, (100 * mean) / peak).toFixed(1)}%`;
-          this.label(name, k, `activation ${mean.toFixed(3)}, max ${degrees.max[k].toFixed(3)}`);
+          // A dense unit is one number: its mean and max are the same.
+          this.label(name, k, `activation ${mean.toFixed(3)}` +
+                              (maps ? `, max ${degrees.max[k].toFixed(3)}` : ""));
         });
       }
       const grid = result.feature_maps?.[name];

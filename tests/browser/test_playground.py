@@ -501,3 +501,14 @@ def test_a_labelled_grid_is_shown_at_its_own_size(page):
     image_loaded(page, ".maps.labelled")
     natural, shown = page.eval_on_selector(".maps.labelled", "(i) => [i.naturalWidth, i.clientWidth]")
     assert natural == shown, (natural, shown)
+
+
+def test_a_dense_units_bar_gives_its_one_value(page):
+    """A conv filter's bar gives its feature map's mean and max; a dense unit's only its value
+    (its mean and max are the same number)."""
+    draw(page, *SEVEN)
+    expect_prediction(page, "7")
+    conv = page.get_by_role("button", name="conv1 filter 0:").get_attribute("aria-label")
+    dense = page.get_by_role("button", name="dense1 filter 0:").get_attribute("aria-label")
+    assert re.fullmatch(r"conv1 filter 0: activation -?\d+\.\d{3}, max -?\d+\.\d{3}( \(dead\))?", conv)
+    assert re.fullmatch(r"dense1 filter 0: activation -?\d+\.\d{3}( \(dead\))?", dense)
