@@ -72,13 +72,16 @@ const pad = new Pad(byId("pad"), () => {
 async function upload(file) {
   // The file itself is the input (not a copy drawn on the canvas), so the service sees it at
   // full resolution and answers for a file it cannot read, with its own words.
-  input = await new Promise((resolve, reject) => {
+  const uploaded = await new Promise((resolve, reject) => {
     const reader = new FileReader();
     reader.onload = () => resolve(reader.result);
     reader.onerror = () => reject(reader.error);
     reader.readAsDataURL(file);
   });
-  if (!await predict()) {   // refused (not an image, too large...): nothing to draw over
+  input = uploaded;
+  const answered = await predict();
+  if (input !== uploaded) return;   // a stroke drawn meanwhile is the input now
+  if (!answered) {   // refused (not an image, too large...): nothing to draw over
     input = null;
     byId("upload").value = "";
     pad.clear();
