@@ -47,6 +47,7 @@ export class Pad {
   // another shape take the colour of its edges, not the pad's paper (black bands beside a white
   // page would be strokes to the service), and the ink becomes the one that shows on it.
   show(bitmap) {
+    this.clear();   // under a transparent picture: the paper, not the last drawing
     const {context, canvas} = this;
     const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
     const w = Math.max(1, Math.round(bitmap.width * scale));
