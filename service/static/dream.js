@@ -26,6 +26,7 @@ export class Dream {
     this.onError = onError;
     this.onStart = onStart;      // a new dream: an earlier error no longer applies
     this.blobURL = null;
+    this.origin = "";            // what the after picture's caption says it started from
     this.kind = byId("dream-kind");
     this.layer = byId("dream-layer");
     this.index = byId("dream-index");
@@ -148,11 +149,15 @@ export class Dream {
     }
   }
 
+  // The pictures appear with the first dream; a dream from noise has no "before" to show.
   showBefore(image) {
-    const before = byId("dream-before");
-    before.hidden = !image;
-    if (image) before.src = image;
-    byId("dream-before-caption").textContent = image ? "before" : "before: random noise";
+    byId("dream-pictures").hidden = false;
+    byId("dream-before-figure").hidden = !image;
+    if (image) byId("dream-before").src = image;
+    this.origin = image ? "" : " (from random noise)";
+    byId("dream-after").hidden = true;
+    byId("dream-after-caption").textContent = "";
+    byId("dream-download").hidden = true;
   }
 
   // The picture so far; the download waits for the result.
@@ -160,8 +165,7 @@ export class Dream {
     const after = byId("dream-after");
     after.src = png(base64);
     after.hidden = false;
-    byId("dream-after-caption").textContent = "so far";
-    byId("dream-download").hidden = true;
+    byId("dream-after-caption").textContent = `so far${this.origin}`;
   }
 
   showAfter(answer) {
@@ -171,7 +175,7 @@ export class Dream {
     const after = byId("dream-after");
     after.src = this.blobURL;
     after.hidden = false;
-    byId("dream-after-caption").textContent = "after";
+    byId("dream-after-caption").textContent = `after${this.origin}`;
     const link = byId("dream-download");
     link.href = this.blobURL;
     link.download = `dream-${this.targets().replace(/[^\w-]+/g, "_")}.png`;

@@ -512,3 +512,24 @@ def test_a_dense_units_bar_gives_its_one_value(page):
     dense = page.get_by_role("button", name="dense1 filter 0:").get_attribute("aria-label")
     assert re.fullmatch(r"conv1 filter 0: activation -?\d+\.\d{3}, max -?\d+\.\d{3}( \(dead\))?", conv)
     assert re.fullmatch(r"dense1 filter 0: activation -?\d+\.\d{3}( \(dead\))?", dense)
+
+
+def test_the_dream_pictures_appear_with_a_dream_and_say_where_it_started(page):
+    """No empty figures before the first dream; a dream from noise shows no "before" and says it
+    started from noise; the next dream takes down the last one's picture and download until its
+    own arrive."""
+    assert page.locator("#dream-pictures").is_hidden()
+    draw(page, *SEVEN)
+    expect_prediction(page, "7")
+    page.select_option("#dream-start", "noise")
+    page.fill("#dream-steps", "4")
+    page.click("#dream")
+    dream_done(page)
+    assert page.locator("#dream-before-figure").is_hidden()
+    assert page.inner_text("#dream-after-caption") == "after (from random noise)"
+    page.select_option("#dream-start", "image")
+    page.evaluate("() => document.getElementById('dream').click()")
+    assert page.locator("#dream-download").is_hidden()   # the noise dream's is gone at once
+    dream_done(page)
+    image_loaded(page, "#dream-before")
+    assert page.inner_text("#dream-after-caption") == "after"
