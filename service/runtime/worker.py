@@ -11,10 +11,12 @@ send it chunked and it is one the application accepts (CNNLENS_MAX_REQUEST_BYTES
 body's framing included), its connection waits in the worker's poller, holding no thread, for
 CNNLENS_CLIENT_TIMEOUT at most. A request whose headers are not all there by then is dropped; one
 whose body is not reads as ended where it stopped, and the application answers the truncated
-request as the bad input it is (400). A body announced with `Expect: 100-continue` (whose client
-waits for an answer before it sends), one over the limit (answered 413 at once) and malformed
-chunks go to a thread with the headers; the application reads them there under a fresh deadline
-of the same length: a client that trickles such a body holds one thread for at most that long.
+request as the bad input it is (400). A client that announces its body with `Expect:
+100-continue` waits for an answer before it sends it: the poller sends the 100 Continue (and takes
+the field out of the headers, so that gunicorn does not send another). A body over the limit
+(answered 413 at once, unread) and malformed chunks go to a thread with the headers; the
+application reads them there under a fresh deadline of the same length: a client that trickles
+such a body holds one thread for at most that long.
 
 Connections are spread over the workers: every worker publishes how many live connections it holds
 in a table the workers share, each time it looks at them, and a worker that holds as many as it has
@@ -305,6 +307,7 @@ class _Head:
         self.body_start = None   # offset of the body, once the headers are in
         self.size = None         # of the headers and the body waited for, once known
         self.chunks = None       # a chunked body's chunks, read as they arrive until its end
+        self.interim = b""       # a 100 Continue still to send, for a client that waits for it
         self.ended = False       # the client sent the headers, then shut its side of the connection
 
     def receive(self, sock: socket.socket) -> bool:
@@ -313,6 +316,8 @@ class _Head:
         sock.setblocking(False)
         try:
             while not self.complete():
+                if self.interim:
+                    self.interim = self.interim[socket.socket.send(sock, self.interim):]
                 chunk = socket.socket.recv(sock, _CHUNK)   # not _DeadlineSocket's: no waiting
                 if not chunk:
                     self.ended = True
@@ -329,8 +334,14 @@ class _Head:
             end = self.data.find(_END_OF_HEADERS)
             if end < 0:
                 return len(self.data) > _MAX_HEAD
+            length, expect = self._framing(self.data[:end])
+            if expect:
+                # Answered here, and taken out of the headers so that gunicorn does not answer it
+                # again once the body is in.
+                del self.data[expect.start():expect.end()]
+                end -= expect.end() - expect.start()
+                self.interim = _CONTINUE
             self.body_start = end + len(_END_OF_HEADERS)
-            length = self._body_to_wait_for(self.data[:end])
             if length is None:
                 self.chunks = _Chunks(self.body_start, self.max_body)
             else:
@@ -341,21 +352,34 @@ class _Head:
                 return False
         return len(self.data) >= self.size
 
-    def _body_to_wait_for(self, headers: bytearray) -> int | None:
-        """The declared body length; None for a chunked body, whose end is found as it arrives;
-        0 where the body is left to the thread (or malformed headers to gunicorn's parser)."""
-        fields = [(name.lower(), value.strip().lower())
-                  for name, value in _BODY_FIELD.findall(headers)]
-        if fields == [(b"transfer-encoding", b"chunked")]:
-            return None
+    def _framing(self, headers: bytearray) -> tuple[int | None, re.Match | None]:
+        """How much body to wait for: the declared length, None for a chunked body (whose end is
+        found as it arrives), 0 where the body is left to the thread (or malformed headers to
+        gunicorn's parser); and the field `Expect: 100-continue` of an HTTP/1.1 request whose body
+        is waited for, whose client waits for an answer before it sends the body."""
+        http11 = headers[:headers.find(b"\r\n")].endswith(b" HTTP/1.1")
+        framing, expect = [], None
+        for field in _BODY_FIELD.finditer(headers):
+            name, value = field[1].lower(), field[2].strip().lower()
+            if name != b"expect":
+                framing.append((name, value))
+            elif value != b"100-continue" or expect:
+                return 0, None   # an expectation gunicorn refuses (417), or a repeated one
+            elif http11:         # (HTTP/1.0 has no 100 Continue: the client sends at once)
+                expect = field
+        if framing == [(b"transfer-encoding", b"chunked")]:
+            return None, expect
         length = 0
-        for name, value in fields:
-            if name != b"content-length":
-                return 0   # another transfer coding, or a client waiting for 100 Continue
-            if not value.isdigit():
-                return 0
+        for name, value in framing:
+            if name != b"content-length" or not value.isdigit():
+                return 0, None   # another transfer coding, or a malformed length
             length = int(value)
-        return length if length <= self.max_body else 0
+        if not 0 < length <= self.max_body:
+            return 0, None       # no body, or one the application refuses (413) unread
+        return length, expect
+
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class _Chunks:

@@ -123,15 +123,18 @@ STALLED = {   # headers, and the first bytes of the body they announce
     "declared": b"Content-Length: %d\r\n\r\n" % len(PNG) + PNG[:10],
     "chunked": b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(PNG) + PNG[:10],
 }
+EXPECTING = b"Expect: 100-continue\r\n" + STALLED["declared"]
 
 
-@pytest.mark.parametrize("framing", STALLED)
+@pytest.mark.parametrize("framing", [*STALLED, "expecting"])
 def test_stalled_bodies_do_not_starve_the_workers(tmp_path, framing):
     """Three times as many connections as the server has threads send their headers and the
-    first bytes of a body, declared or chunked, then stall: they wait in the poller, holding no
-    thread, and /predict is answered meanwhile (with a socket timeout well under
-    CNNLENS_CLIENT_TIMEOUT, 30 s, which is how long each would otherwise hold a thread)."""
-    request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n" + STALLED[framing]
+    first bytes of a body, declared, chunked or announced with Expect: 100-continue, then stall:
+    they wait in the poller, holding no thread, and /predict is answered meanwhile (with a socket
+    timeout well under CNNLENS_CLIENT_TIMEOUT, 30 s, which is how long each would otherwise hold
+    a thread)."""
+    request = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n" + \
+        (EXPECTING if framing == "expecting" else STALLED[framing])
     with serving(gunicorn_env(), tmp_path / "gunicorn.log") as (_, base):
         address = (urlsplit(base).hostname, urlsplit(base).port)
         stalled = [socket.create_connection(address) for _ in range(SLOW)]
@@ -226,6 +229,37 @@ def test_a_chunked_body_sent_in_pieces_and_a_request_behind_it_are_both_answered
     assert [status for status, _ in replies] == [200, 200]
     assert replies[0][1] == replies[1][1]
     assert replies[0][1]["results"][0]["top_k"][0]["label"] == "7"
+
+
+@pytest.mark.parametrize("version, framing", [
+    ("1.1", b"Content-Length: %d\r\n\r\n" % len(PNG)),
+    ("1.1", b"Transfer-Encoding: chunked\r\n\r\n"),
+    ("1.0", b"Content-Length: %d\r\n\r\n" % len(PNG)),
+])
+def test_a_client_that_waits_for_100_continue_gets_it_once(tmp_path, version, framing):
+    """It sends its headers with Expect: 100-continue and its body only once the 100 Continue has
+    come (HTTP/1.1); one 100 Continue, then the answer, on a connection kept alive for a second
+    request. An HTTP/1.0 client sends at once and gets no 100 (RFC 9110, 10.1.1)."""
+    chunked = b"chunked" in framing
+    body = _chunked(PNG, [50]) if chunked else PNG
+    head = (b"POST /predict HTTP/%s\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Connection: keep-alive\r\nExpect: 100-continue\r\n" % version.encode()) + framing
+    with serving(gunicorn_env(), tmp_path / "gunicorn.log") as (_, base):
+        with socket.create_connection((urlsplit(base).hostname, urlsplit(base).port),
+                                      timeout=10) as sock:
+            for _ in range(2):
+                sock.sendall(head)
+                if version == "1.1":
+                    interim = b""
+                    while not interim.endswith(b"\r\n\r\n"):
+                        interim += sock.recv(1)
+                    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+                sock.sendall(body)
+                status, answer = _answer(sock)
+                assert status == 200 and answer["results"][0]["top_k"][0]["label"] == "7"
+            sock.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)   # nothing more: no second 100 Continue came after the body
 
 
 def _answer(sock: socket.socket) -> tuple[int, dict]:
