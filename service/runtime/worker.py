@@ -357,7 +357,6 @@ class _Head:
         found as it arrives), 0 where the body is left to the thread (or malformed headers to
         gunicorn's parser); and the field `Expect: 100-continue` of an HTTP/1.1 request whose body
         is waited for, whose client waits for an answer before it sends the body."""
-        http11 = headers[:headers.find(b"\r\n")].endswith(b" HTTP/1.1")
         framing, expect = [], None
         for field in _BODY_FIELD.finditer(headers):
             name, value = field[1].lower(), field[2].strip().lower()
@@ -365,8 +364,8 @@ class _Head:
                 framing.append((name, value))
             elif value != b"100-continue" or expect:
                 return 0, None   # an expectation gunicorn refuses (417), or a repeated one
-            elif http11:         # (HTTP/1.0 has no 100 Continue: the client sends at once)
-                expect = field
+            elif headers[:headers.find(b"\r\n")].endswith(b" HTTP/1.1"):
+                expect = field   # (HTTP/1.0 has no 100 Continue: the client sends at once)
         if framing == [(b"transfer-encoding", b"chunked")]:
             return None, expect
         length = 0
