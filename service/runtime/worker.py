@@ -356,7 +356,7 @@ class _Head:
         """How much body to wait for: the declared length, None for a chunked body (whose end is
         found as it arrives), 0 where the body is left to the thread (or malformed headers to
         gunicorn's parser); and the field `Expect: 100-continue` of an HTTP/1.1 request whose body
-        is waited for, whose client waits for an answer before it sends the body."""
+        is waited for (its client sends the body only once answered)."""
         framing, expect = [], None
         for field in _BODY_FIELD.finditer(headers):
             name, value = field[1].lower(), field[2].strip().lower()
