@@ -6,8 +6,8 @@ bounds is a 422; the detail says what is allowed.
 A parameter comes in the query string or, with a multipart upload, as a form field beside the
 file (`curl -F file=@7.png -F top_k=1`, as TorchServe and most upload APIs take it), with the same
 bounds either way. Given in both with different values it is a 400 naming it: which one was meant
-cannot be told (as it is given twice in one of them: service.endpoints.docs). (A parameter its operation does not declare is refused before the handler runs:
-service.endpoints.docs.)"""
+cannot be told. Given twice in one of them with different values, and not declared by its
+operation at all, it is refused before the handler runs (service.endpoints.docs)."""
 from __future__ import annotations
 
 import functools
