@@ -25,8 +25,7 @@ from tests.service.reference import MODEL_DIR, Reference
 ROOT = Path(__file__).resolve().parents[2]
 # Small limits, so that tests of the limits stay fast; the same for the test client and gunicorn.
 LIMITS = dict(max_request_bytes=2 * 2**20, max_pixels=1_000_000, max_request_pixels=2_000_000,
-              max_batch=4,
-              max_dream_steps=128, max_dream_octaves=4, max_dream_side=512,
+              max_batch=4, max_dream_steps=128, max_dream_octaves=4, max_dream_side=512,
               dream_time_budget=10.0, max_scale=8, max_dream_work=4_000_000,
               max_explain_samples=128)
 
